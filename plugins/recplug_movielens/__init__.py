@@ -1,0 +1,84 @@
+"""MovieLens datasets (ml-1m, ml-100k, ml-10m, ml-20m, ml-25m, ml-latest(-small)) for recplug."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import attrs
+
+from recplug import hookimpl
+from recplug.data import Interactions, build_interactions
+from recplug.errors import DataError
+from recplug.interfaces import Dataset, RunContext
+from recplug.paths import cache_dir
+
+from .download import download_release
+from .formats import FORMATS, read_movies, read_ratings, read_users
+
+Variant = Literal["ml-1m", "ml-100k", "ml-10m", "ml-20m", "ml-25m", "ml-latest-small", "ml-latest"]
+
+
+@attrs.frozen
+class MovieLensOptions:
+    variant: Variant = attrs.field(default="ml-1m", metadata={"doc": "Which MovieLens release."})
+    data_dir: str | None = attrs.field(
+        default=None,
+        metadata={
+            "doc": "Folder holding the release's files (or a folder with a sub-folder named after the variant). "
+            "Default: $RECPLUG_DATA_DIR, else the recplug cache, downloading the release there."
+        },
+    )
+    download: bool = attrs.field(default=True, metadata={"doc": "Download into the cache when no copy is found."})
+
+
+class MovieLens(Dataset):
+    """MovieLens ratings as time-ordered sequences of movie tokens, with titles, genres and user features."""
+
+    options: MovieLensOptions
+
+    def load(self, context: RunContext) -> Interactions:
+        folder = self.locate()
+        fmt = FORMATS[self.options.variant]
+        raw = read_ratings(folder / fmt.ratings)
+        movies = read_movies(folder / fmt.movies)
+        users = read_users(folder / fmt.users) if fmt.users else None
+        return build_interactions(
+            raw.users,
+            raw.items,
+            raw.ratings,
+            raw.timestamps,
+            fingerprint=raw.fingerprint,
+            user_ids=users.index.to_numpy() if users is not None else None,
+            item_ids=movies.index.to_numpy(),
+            item_info=movies,
+            user_info=users,
+            source={"dataset": "movielens", "variant": self.options.variant, "path": str(folder)},
+        )
+
+    def locate(self) -> Path:
+        """The folder holding this release's files: spec, environment, or cache (downloading if needed)."""
+        variant = self.options.variant
+        ratings = FORMATS[variant].ratings
+        for origin, value in (("data_dir", self.options.data_dir), ("RECPLUG_DATA_DIR", os.environ.get("RECPLUG_DATA_DIR"))):
+            if not value:
+                continue
+            base = Path(value).expanduser()
+            for folder in (base, base / variant):
+                if (folder / ratings).is_file():
+                    return folder
+            if not base.is_dir():
+                raise DataError(f"{origin} {str(base)!r} does not exist (set it to the folder holding {ratings})")
+            raise DataError(f"{origin} {str(base)!r} holds no {ratings} (looked in it and in {base / variant})")
+        folder = cache_dir() / "datasets" / variant
+        if (folder / ratings).is_file():
+            return folder
+        if not self.options.download:
+            raise DataError(f"{variant} not found in {folder} and download = false; set data_dir or RECPLUG_DATA_DIR")
+        return download_release(variant, folder)
+
+
+@hookimpl
+def register_components(register) -> None:
+    register.dataset("movielens", MovieLens, MovieLensOptions)

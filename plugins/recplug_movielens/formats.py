@@ -1,0 +1,184 @@
+"""Readers for the MovieLens file formats (ml-1m/10m ``::`` files, ml-100k, CSV releases).
+
+The rating files are parsed by pandas' C engine (``::`` read as ``:`` with empty
+columns between), which is ~50x faster than ``sep="::", engine="python"``. Any
+irregularity sends the file through a slow line-by-line check that names the
+first malformed line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pandas as pd
+
+from recplug.errors import DataError
+
+
+@attrs.frozen
+class RawRatings:
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    timestamps: np.ndarray
+    fingerprint: str
+
+
+@attrs.frozen
+class Format:
+    """Where a MovieLens release keeps its files."""
+
+    ratings: str
+    movies: str
+    users: str | None
+
+
+FORMATS = {
+    "ml-1m": Format("ratings.dat", "movies.dat", "users.dat"),
+    "ml-10m": Format("ratings.dat", "movies.dat", None),
+    "ml-100k": Format("u.data", "u.item", "u.user"),
+    "ml-20m": Format("ratings.csv", "movies.csv", None),
+    "ml-25m": Format("ratings.csv", "movies.csv", None),
+    "ml-latest-small": Format("ratings.csv", "movies.csv", None),
+    "ml-latest": Format("ratings.csv", "movies.csv", None),
+}
+
+RATING_FIELDS = "UserID, MovieID, Rating, Timestamp"
+_YEAR = re.compile(r"\((\d{4})\)\s*$")
+
+
+def read_ratings(path: Path) -> RawRatings:
+    """Read a rating file of any MovieLens format (chosen by its name)."""
+    raw = _read_bytes(path)
+    if not raw.strip():
+        raise DataError("the ratings file is empty", where=str(path))
+    if path.suffix == ".csv":
+        sep, header = ",", True
+    elif path.name == "u.data":
+        sep, header = "\t", False
+    else:
+        sep, header = "::", False
+    with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL: hash while parsing
+        fingerprint = pool.submit(lambda: hashlib.sha256(raw).hexdigest())
+        try:
+            frame = _parse_fast(raw, sep, header)
+        except (ValueError, pd.errors.ParserError):
+            frame = None
+        if frame is None or not _well_formed(frame, raw, sep, header):
+            _raise_first_bad_line(path, raw, sep, header)  # returns only if every line is fine (blank lines aside)
+            if frame is None:
+                raise DataError("could not parse the ratings file", where=str(path))
+        return RawRatings(
+            users=frame[0].to_numpy(np.int64),
+            items=frame[1].to_numpy(np.int64),
+            ratings=frame[2].to_numpy(np.float32),
+            timestamps=frame[3].to_numpy(np.int64),
+            fingerprint=fingerprint.result(),
+        )
+
+
+def _parse_fast(raw: bytes, sep: str, header: bool) -> pd.DataFrame:
+    if sep == "::":
+        frame = pd.read_csv(io.BytesIO(raw), sep=":", header=None, usecols=[0, 2, 4, 6], na_filter=False, engine="c")
+    else:
+        frame = pd.read_csv(
+            io.BytesIO(raw), sep=sep, header=0 if header else None, usecols=[0, 1, 2, 3], na_filter=False, engine="c"
+        )
+    frame.columns = [0, 1, 2, 3]
+    return frame
+
+
+def _well_formed(frame: pd.DataFrame, raw: bytes, sep: str, header: bool) -> bool:
+    """Every line had four numeric fields: numeric columns, and exactly 3 separators per parsed line.
+
+    (pandas skips blank lines, rejects lines with too many fields and fills short lines
+    with missing values, which turn a column non-integer.)
+    """
+    numeric = all(pd.api.types.is_integer_dtype(frame[c]) for c in (0, 1, 3))
+    if not (numeric and pd.api.types.is_numeric_dtype(frame[2]) and not frame[2].isna().any()):
+        return False
+    separators = raw.count(b":") // 2 if sep == "::" else raw.count(sep.encode())
+    return separators == 3 * (len(frame) + int(header))
+
+
+def _raise_first_bad_line(path: Path, raw: bytes, sep: str, header: bool) -> None:
+    text = raw.decode("latin-1")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if (header and number == 1) or not line.strip():
+            continue
+        fields = line.split(sep)
+        problem = None
+        if len(fields) != 4:
+            problem = f"expected 4 fields ({RATING_FIELDS}) separated by {sep!r}, found {len(fields)}"
+        else:
+            for name, value, kind in zip(RATING_FIELDS.split(", "), fields, (int, int, float, int)):
+                try:
+                    kind(value)
+                except ValueError:
+                    problem = f"{name} is not a number: {value!r}"
+                    break
+        if problem:
+            raise DataError(f"malformed rating line: {problem} (line: {line[:80]!r})", where=f"{path}:{number}")
+
+
+def read_movies(path: Path) -> pd.DataFrame:
+    """Movie metadata indexed by raw movie id: ``title``, ``genres`` ('|'-joined), ``year``."""
+    text = _read_bytes(path).decode("latin-1" if path.suffix != ".csv" else "utf-8", errors="replace")
+    if path.suffix == ".csv":
+        frame = pd.read_csv(io.StringIO(text), dtype={"movieId": np.int64, "title": str, "genres": str})
+        frame = frame.rename(columns={"movieId": "item_id"})
+    elif path.name == "u.item":
+        genre_names = [
+            "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
+            "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+        ]  # fmt: skip
+        rows = [line.split("|") for line in text.splitlines() if line]
+        frame = pd.DataFrame(
+            {
+                "item_id": [int(r[0]) for r in rows],
+                "title": [r[1] for r in rows],
+                "genres": ["|".join(g for g, flag in zip(genre_names, r[5:24]) if flag == "1") for r in rows],
+            }
+        )
+    else:
+        rows = [_split_line(line, 3, path, number) for number, line in enumerate(text.splitlines(), 1) if line]
+        frame = pd.DataFrame(rows, columns=["item_id", "title", "genres"])
+        frame["item_id"] = frame["item_id"].astype(np.int64)
+    frame["year"] = frame["title"].str.extract(_YEAR, expand=False).astype("Int64")
+    return frame.set_index("item_id")[["title", "genres", "year"]]
+
+
+def read_users(path: Path) -> pd.DataFrame:
+    """User metadata indexed by raw user id: ``gender``, ``age``, ``occupation``, ``zip``."""
+    text = _read_bytes(path).decode("latin-1")
+    if path.name == "u.user":  # id|age|gender|occupation|zip
+        rows = [_split_line(line, 5, path, n, sep="|") for n, line in enumerate(text.splitlines(), 1) if line]
+        frame = pd.DataFrame(rows, columns=["user_id", "age", "gender", "occupation", "zip"])
+    else:  # ml-1m: UserID::Gender::Age::Occupation::Zip
+        rows = [_split_line(line, 5, path, n) for n, line in enumerate(text.splitlines(), 1) if line]
+        frame = pd.DataFrame(rows, columns=["user_id", "gender", "age", "occupation", "zip"])
+    frame["user_id"] = frame["user_id"].astype(np.int64)
+    frame["age"] = frame["age"].astype(np.int64)
+    return frame.set_index("user_id")[["gender", "age", "occupation", "zip"]]
+
+
+def _split_line(line: str, n_fields: int, path: Path, number: int, sep: str = "::") -> list[str]:
+    fields = line.split(sep)
+    if len(fields) != n_fields or not fields[0].strip().isdigit():
+        raise DataError(f"malformed line: expected {n_fields} fields separated by {sep!r}", where=f"{path}:{number}")
+    return fields
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise DataError("file not found", where=str(path)) from None
+    except OSError as exc:
+        raise DataError(f"cannot read file: {exc.strerror}", where=str(path)) from None

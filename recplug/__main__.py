@@ -1,0 +1,7 @@
+"""``python -m recplug`` (also what ``torchrun -m recplug`` runs)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

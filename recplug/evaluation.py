@@ -1,0 +1,146 @@
+"""Full-ranking evaluation: score all items, exclude seen ones, take the top k, rank the target.
+
+Everything is batched tensor work; metrics then reduce the :class:`RankedLists`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import attrs
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .config import unknown_name_message
+from .errors import SpecError
+from .split import EvalCases, gather_histories
+
+if TYPE_CHECKING:
+    from .data import Interactions
+    from .interfaces import Metric, Recommender
+
+
+def _positive_ks(instance: object, attribute: attrs.Attribute, value: list[int]) -> None:
+    if not value:
+        raise ValueError(f"'{attribute.name}' must list at least one cutoff")
+    if any(k <= 0 for k in value):
+        raise ValueError(f"'{attribute.name}' must be positive cutoffs, got {value}")
+
+
+def _non_empty(instance: object, attribute: attrs.Attribute, value: list[str]) -> None:
+    if not value:
+        raise ValueError(f"'{attribute.name}' must name at least one metric")
+
+
+@attrs.frozen
+class EvaluationOptions:
+    metrics: list[str] = attrs.field(
+        factory=lambda: ["mrr", "map", "ndcg", "hit_rate"],
+        validator=_non_empty,
+        metadata={"doc": "Metric plugins to compute (see `recplug plugins`)."},
+    )
+    ks: list[int] = attrs.field(
+        factory=lambda: [3, 5, 10], validator=_positive_ks, metadata={"doc": "Cutoffs k for every metric."}
+    )
+    exclude_seen: bool = attrs.field(
+        default=True, metadata={"doc": "Never recommend items in the case's history (they count as misses)."}
+    )
+    batch_size: int = attrs.field(
+        default=1024, validator=attrs.validators.ge(1), metadata={"doc": "Cases scored at once."}
+    )
+
+
+@attrs.frozen(eq=False)
+class RankedLists:
+    """What a recommender recommended for every evaluation case, and where the target landed."""
+
+    top_items: torch.Tensor
+    """int64 ``[cases, max_k]``: recommended item tokens, best first."""
+    target_rank: torch.Tensor
+    """int64 ``[cases]``: 0-based position of the target in ``top_items``; ``max_k`` when absent."""
+    targets: torch.Tensor
+    """int64 ``[cases]``: the true next item of each case."""
+    n_items: int
+    item_popularity: torch.Tensor
+    """float64 ``[n_items]``: how often each item occurs in the training data."""
+
+
+@torch.no_grad()
+def rank_cases(
+    recommender: Recommender,
+    data: Interactions,
+    cases: EvalCases,
+    max_k: int,
+    *,
+    exclude_seen: bool = True,
+    batch_size: int = 1024,
+    item_popularity: torch.Tensor | None = None,
+    progress: str | None = None,
+) -> RankedLists:
+    """Recommend ``max_k`` items for every case (full ranking) and locate each target."""
+    tops, ranks = [], []
+    targets = torch.from_numpy(cases.targets(data))
+    bounds = range(0, len(cases), batch_size)
+    for lo in tqdm(bounds, desc=progress, leave=False, disable=progress is None or len(bounds) < 4):
+        hi = min(lo + batch_size, len(cases))
+        users = torch.from_numpy(cases.users[lo:hi])
+        histories = gather_histories(data, cases.history_start[lo:hi], cases.target_pos[lo:hi])
+        top, _ = recommender.recommend(users, histories, max_k, exclude_history=exclude_seen)
+        top = top.cpu()
+        found = top == targets[lo:hi, None]
+        ranks.append(torch.where(found.any(1), found.int().argmax(1), max_k))
+        tops.append(top)
+    popularity = item_popularity if item_popularity is not None else torch.zeros(data.n_items, dtype=torch.float64)
+    return RankedLists(
+        top_items=torch.cat(tops) if tops else torch.zeros(0, max_k, dtype=torch.int64),
+        target_rank=torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.int64),
+        targets=targets,
+        n_items=data.n_items,
+        item_popularity=popularity,
+    )
+
+
+def compute_metrics(ranked: RankedLists, metrics: dict[str, Metric], ks: list[int]) -> dict[str, dict[int, float]]:
+    """``{metric: {k: value}}`` for every metric and cutoff."""
+    return {name: {k: metric.compute(ranked, k) for k in ks} for name, metric in metrics.items()}
+
+
+def evaluate(
+    recommender: Recommender,
+    data: Interactions,
+    cases: EvalCases,
+    metrics: dict[str, Metric],
+    options: EvaluationOptions,
+    item_popularity: torch.Tensor | None = None,
+    progress: str | None = None,
+) -> dict[str, dict[int, float]]:
+    """Rank every case and compute every metric at every k of ``options``."""
+    ranked = rank_cases(
+        recommender,
+        data,
+        cases,
+        max(options.ks),
+        exclude_seen=options.exclude_seen,
+        batch_size=options.batch_size,
+        item_popularity=item_popularity,
+        progress=progress,
+    )
+    return compute_metrics(ranked, metrics, options.ks)
+
+
+def training_popularity(data: Interactions, visible: np.ndarray) -> torch.Tensor:
+    """Interaction count of each item among the visible (training) interactions."""
+    return torch.from_numpy(np.bincount(data.items[visible], minlength=data.n_items).astype(np.float64))
+
+
+def resolve_metrics(names: list[str], registry, path: str = "evaluation.metrics") -> dict[str, Metric]:
+    """Instantiate the named metric plugins (with default options)."""
+    known = [c.name for c in registry.of_kind("metric")]
+    metrics = {}
+    for i, name in enumerate(names):
+        if name not in known:
+            raise SpecError(unknown_name_message("metric", name, known), where=f"{path}[{i}]")
+        component = registry.get("metric", name)
+        metrics[name] = component.cls(component.options_cls())
+    return metrics
