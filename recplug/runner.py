@@ -69,17 +69,16 @@ def run_experiment(
 
     seed = spec.experiment.seed
     device = str(resolve_device(spec.experiment.device))
-    run_dir = Path(run_dir) if run_dir else new_run_dir(spec)
+    seed_everything(seed)
+    started = time.perf_counter()
+    data = _build(registry, spec.dataset).load(RunContext(seed=seed, device=device))
+    log.info("loaded %s in %.2fs: %s", spec.dataset.label, time.perf_counter() - started, data.summary())
+
+    run_dir = Path(run_dir) if run_dir else new_run_dir(spec)  # created only once the data is known to load
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "spec.json").write_text(json.dumps(spec.resolved(), indent=2))
     log.info("run directory: %s (device %s)", run_dir, device)
-
     context = RunContext(seed=seed, device=device, run_dir=str(run_dir), resume=resume)
-    seed_everything(seed)
-    started = time.perf_counter()
-    dataset = _build(registry, spec.dataset)
-    data = dataset.load(context)
-    log.info("loaded %s in %.2fs: %s", spec.dataset.label, time.perf_counter() - started, data.summary())
     metrics = resolve_metrics(spec.evaluation.metrics, registry)
 
     fitted: list[FittedRecommender] = []

@@ -210,6 +210,7 @@ class Checkpoints:
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "state": {k: v for k, v in state.items()},
+            "torch_rng": torch.get_rng_state(),
         }
         tmp = self.folder / f".{name}.pt.tmp"
         torch.save(payload, tmp)
@@ -223,6 +224,7 @@ class Checkpoints:
         model.module.load_state_dict(payload["module"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
+        torch.set_rng_state(payload["torch_rng"])
         best = self.folder / "best.pt"
         if best.exists():
             self.best_state = torch.load(best, map_location=model.device, weights_only=True)["module"]

@@ -1,0 +1,39 @@
+"""ML-1M load + tokenise + time-ordered sequences, against pandas' python-engine read of ratings.dat alone.
+
+Run: ``python -m pytest benchmarks --benchmark-enable`` (CI runs them once each, as a smoke test).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from recplug.interfaces import RunContext
+from recplug_movielens import MovieLens, MovieLensOptions
+
+MAX_RATIO = 1 / 20
+_min_seconds: dict[str, float] = {}
+
+
+@pytest.mark.benchmark(group="ml1m-load")
+def test_recplug_load_tokenise_sequences(benchmark, real_ml1m: Path) -> None:
+    dataset = MovieLens(MovieLensOptions(data_dir=str(real_ml1m)))
+    data = benchmark.pedantic(dataset.load, args=(RunContext(),), rounds=10, warmup_rounds=1)
+    assert data.n_interactions == 1_000_209 and data.n_users == 6_040
+    if benchmark.enabled:
+        _min_seconds["recplug"] = benchmark.stats.stats.min
+
+
+@pytest.mark.benchmark(group="ml1m-load")
+def test_pandas_python_engine_read_only(benchmark, real_ml1m: Path) -> None:
+    read = lambda: pd.read_csv(real_ml1m / "ratings.dat", sep="::", engine="python", header=None)  # noqa: E731
+    frame = benchmark.pedantic(read, rounds=3)
+    assert len(frame) == 1_000_209
+    if benchmark.enabled and "recplug" in _min_seconds:
+        ratio = _min_seconds["recplug"] / benchmark.stats.stats.min
+        benchmark.extra_info["recplug_over_pandas"] = ratio
+        print(f"\nrecplug load {_min_seconds['recplug']:.3f}s vs pandas python engine {benchmark.stats.stats.min:.3f}s: "
+              f"ratio {ratio:.4f} (target <= {MAX_RATIO})")  # fmt: skip
+        assert ratio <= MAX_RATIO

@@ -1,0 +1,29 @@
+"""Fixtures shared by tests/ and benchmarks/: the plugin registry and the real ML-1M when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from recplug.plugins import PluginRegistry, get_registry
+
+SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def registry() -> PluginRegistry:
+    return get_registry()
+
+
+@pytest.fixture
+def real_ml1m() -> Path:
+    """The real ML-1M folder (RECPLUG_DATA_DIR or ../shared/data); skips when absent."""
+    base = Path(os.environ.get("RECPLUG_DATA_DIR") or SHARED_DATA)
+    for folder in (base / "ml-1m", base):
+        if (folder / "ratings.dat").is_file() and (folder / "users.dat").is_file():
+            return folder
+    pytest.skip(f"real MovieLens-1M not found in {base} (set RECPLUG_DATA_DIR to the folder holding ml-1m/)")
+
+

@@ -1,0 +1,112 @@
+"""The transformer with a user tower: next-item prediction from a window of recent items plus the user."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recplug import hookimpl
+from recplug.data import Interactions
+from recplug.interfaces import ExampleSource, Model
+from recplug.split import EvalCases, TrainView, gather_histories
+
+from .modules import UserTowerTransformer
+
+_ge0 = attrs.validators.ge(0)
+_ge1 = attrs.validators.ge(1)
+_dropout = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
+
+
+@attrs.frozen
+class TransformerOptions:
+    """Defaults are the seed write-up's sizes."""
+
+    context_length: int = attrs.field(default=5, validator=_ge1, metadata={"doc": "Items of history the model sees."})
+    embedding_dim: int = attrs.field(default=32, validator=_ge1, metadata={"doc": "Movie tower width."})
+    num_layers: int = attrs.field(default=4, validator=_ge0, metadata={"doc": "Transformer blocks."})
+    num_heads: int = attrs.field(default=4, validator=_ge1, metadata={"doc": "Attention heads per block."})
+    user_embedding_dim: int = attrs.field(
+        default=32, validator=_ge0, metadata={"doc": "User tower width (0: no user tower)."}
+    )
+    interaction_hidden: list[int] = attrs.field(
+        factory=lambda: [16], metadata={"doc": "Hidden sizes of the interaction MLP (Linear+ReLU each)."}
+    )
+    join: Literal["flatten", "last"] = attrs.field(
+        default="flatten",
+        metadata={"doc": "'flatten' (seed): user vector joined to every position, window flattened; "
+                         "'last': last position's output joined with the user vector."},
+    )
+    embedding_dropout: float = attrs.field(default=0.1, validator=_dropout, metadata={"doc": "Dropout on embeddings."})
+    attention_dropout: float = attrs.field(default=0.1, validator=_dropout, metadata={"doc": "Dropout on attention."})
+    residual_dropout: float = attrs.field(default=0.1, validator=_dropout, metadata={"doc": "Dropout on residuals."})
+    layer_norm_eps: float = attrs.field(default=1e-5, validator=attrs.validators.gt(0.0), metadata={"doc": "LayerNorm epsilon."})
+    init_range: float = attrs.field(
+        default=0.1, validator=attrs.validators.gt(0.0), metadata={"doc": "Uniform init range of embeddings and MLP."}
+    )
+    label_smoothing: float = attrs.field(default=0.0, validator=_dropout, metadata={"doc": "Cross-entropy label smoothing."})
+
+
+class WindowExamples(ExampleSource):
+    """(user, window of the ``length`` items before the target, target) for each target position."""
+
+    def __init__(self, data: Interactions, target_positions: np.ndarray, length: int) -> None:
+        self.data = data
+        self.positions = np.asarray(target_positions, dtype=np.int64)
+        self.length = length
+        self.user_of = data.user_of
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        pos = self.positions[index]
+        users = self.user_of[pos].astype(np.int64)
+        return {
+            "users": torch.from_numpy(users),
+            "items": gather_histories(self.data, self.data.offsets[users], pos, self.length),
+            "targets": torch.from_numpy(self.data.items[pos].astype(np.int64)),
+        }
+
+
+class Transformer(Model):
+    """GPT-style causal transformer over recent items, joined with a user embedding through an MLP."""
+
+    options: TransformerOptions
+
+    def build(self, data: Interactions) -> UserTowerTransformer:
+        o = self.options
+        return UserTowerTransformer(
+            n_items=data.n_items, n_users=data.n_users, pad_token=data.pad_token, context=o.context_length,
+            dim=o.embedding_dim, layers=o.num_layers, heads=o.num_heads, user_dim=o.user_embedding_dim,
+            hidden=list(o.interaction_hidden), join=o.join, embedding_dropout=o.embedding_dropout,
+            attention_dropout=o.attention_dropout, residual_dropout=o.residual_dropout, eps=o.layer_norm_eps,
+            init_range=o.init_range,
+        )  # fmt: skip
+
+    def training_examples(self, train: TrainView) -> WindowExamples:
+        return WindowExamples(train.data, train.target_positions, self.options.context_length)
+
+    def validation_examples(self, data: Interactions, cases: EvalCases) -> WindowExamples:
+        return WindowExamples(data, cases.target_pos, self.options.context_length)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = self.module(batch["users"], batch["items"])
+        return F.cross_entropy(logits.float(), batch["targets"], label_smoothing=self.options.label_smoothing)
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        length = self.options.context_length
+        window = histories[:, -length:]
+        if window.shape[1] < length:  # short histories: pad on the left
+            window = F.pad(window, (length - window.shape[1], 0), value=self.pad_token)
+        self.module.eval()
+        return self.module(users.to(self.device), window.to(self.device)).float()
+
+
+@hookimpl
+def register_components(register) -> None:
+    register.model("transformer", Transformer, TransformerOptions)

@@ -1,0 +1,125 @@
+"""The torch modules of the transformer-with-a-user-tower model (GPT-2-style movie tower)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with a fused qkv projection (via scaled_dot_product_attention)."""
+
+    def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"embedding_dim ({dim}) must be divisible by num_heads ({heads})")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.attention_dropout = attention_dropout
+        self.residual_dropout = nn.Dropout(residual_dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        batch, length, dim = x.shape
+        q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0, is_causal=mask is None
+        )
+        return self.residual_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, dim)))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block: x + attn(ln(x)); x + mlp(ln(x)), MLP 4x wide with GELU (tanh)."""
+
+    def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float, eps: float) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = CausalSelfAttention(dim, heads, attention_dropout, residual_dropout)
+        self.ln2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim), nn.Dropout(residual_dropout)
+        )
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask)
+        return x + self.mlp(self.ln2(x))
+
+
+class MovieTower(nn.Module):
+    """Token + learned position embeddings, dropout, N causal blocks, final LayerNorm (no LM head)."""
+
+    def __init__(self, n_tokens: int, context: int, dim: int, layers: int, heads: int, embedding_dropout: float,
+                 attention_dropout: float, residual_dropout: float, eps: float, pad_token: int) -> None:  # fmt: skip
+        super().__init__()
+        self.pad_token = pad_token
+        self.tokens = nn.Embedding(n_tokens, dim)
+        self.positions = nn.Embedding(context, dim)
+        self.dropout = nn.Dropout(embedding_dropout)
+        self.blocks = nn.ModuleList(
+            Block(dim, heads, attention_dropout, residual_dropout, eps) for _ in range(layers)
+        )
+        self.ln_f = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        length = items.shape[1]
+        positions = torch.arange(length, device=items.device)
+        x = self.dropout(self.tokens(items) + self.positions(positions))
+        mask = _causal_padding_mask(items == self.pad_token)
+        for block in self.blocks:
+            x = block(x, mask)
+        return self.ln_f(x)
+
+
+def _causal_padding_mask(is_pad: torch.Tensor) -> torch.Tensor | None:
+    """Boolean ``[B, 1, L, L]`` mask: attend to earlier non-padding keys (and always to oneself)."""
+    if not bool(is_pad.any()):
+        return None
+    length = is_pad.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool, device=is_pad.device).tril()
+    eye = torch.eye(length, dtype=torch.bool, device=is_pad.device)
+    return (causal & ~is_pad[:, None, None, :]) | eye
+
+
+class UserTowerTransformer(nn.Module):
+    """Movie tower + user-embedding tower, joined through an interaction MLP into item logits."""
+
+    def __init__(self, *, n_items: int, n_users: int, pad_token: int, context: int, dim: int, layers: int,
+                 heads: int, user_dim: int, hidden: list[int], join: str, embedding_dropout: float,
+                 attention_dropout: float, residual_dropout: float, eps: float, init_range: float) -> None:  # fmt: skip
+        super().__init__()
+        self.join = join
+        self.movies = MovieTower(n_items + 1, context, dim, layers, heads, embedding_dropout, attention_dropout,
+                                 residual_dropout, eps, pad_token)  # fmt: skip
+        self.users = nn.Embedding(n_users, user_dim) if user_dim else None
+        width = (dim + user_dim) * (context if join == "flatten" else 1)
+        layers_: list[nn.Module] = []
+        for size in hidden:
+            layers_ += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        self.interaction = nn.Sequential(*layers_)
+        self.output = nn.Linear(width, n_items, bias=False)
+        self._init(init_range)
+
+    def _init(self, init_range: float) -> None:
+        for name, module in self.named_modules():
+            if isinstance(module, nn.Embedding):
+                nn.init.uniform_(module.weight, -init_range, init_range)
+            elif isinstance(module, nn.Linear):
+                if name.startswith("movies."):
+                    nn.init.normal_(module.weight, std=0.02)
+                else:
+                    nn.init.uniform_(module.weight, -init_range, init_range)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, n_items]`` for the item after each window ``items`` ``[B, context]``."""
+        x = self.movies(items)  # [B, L, D]
+        if self.join == "last":
+            x = x[:, -1]
+        if self.users is not None:
+            known = users >= 0
+            u = self.users(users.clamp(min=0)) * known[:, None]  # unknown user (cold start): zero vector
+            x = torch.cat([x, u[:, None, :].expand(-1, x.shape[1], -1) if x.dim() == 3 else u], dim=-1)
+        return self.output(self.interaction(x.flatten(1)))

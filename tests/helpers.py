@@ -1,0 +1,59 @@
+"""Test helpers: small generated MovieLens data in the real file formats, and running the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+GENRES = ["Action", "Comedy", "Drama", "Horror", "Sci-Fi", "Romance"]
+
+
+def write_ml1m(folder: Path, n_users: int = 60, n_movies: int = 50, seed: int = 0, per_user: tuple[int, int] = (8, 30)) -> Path:
+    """Write users.dat, movies.dat and ratings.dat in the ML-1M format; return the folder.
+
+    Movie ids are sparse (listed ids 1, 3, 5, ...) and a few listed movies are never rated;
+    timestamps tie within users now and then, as in the real data.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    movie_ids = np.arange(1, 2 * n_movies, 2)
+    with (folder / "movies.dat").open("w", encoding="latin-1") as f:
+        for i, mid in enumerate(movie_ids):
+            genres = "|".join(sorted(set(rng.choice(GENRES, size=rng.integers(1, 3)))))
+            f.write(f"{mid}::Movie {mid}: Caf\xe9 ({1950 + i % 50})::{genres}\n")
+    with (folder / "users.dat").open("w", encoding="latin-1") as f:
+        for uid in range(1, n_users + 1):
+            f.write(f"{uid}::{'MF'[uid % 2]}::{[1, 18, 25, 35][uid % 4]}::{uid % 21}::{10000 + uid}\n")
+    popularity = np.linspace(2.0, 0.2, n_movies - 3)  # the last three movies are never rated
+    popularity /= popularity.sum()
+    lines = []
+    for uid in range(1, n_users + 1):
+        count = int(rng.integers(*per_user))
+        chosen = rng.choice(n_movies - 3, size=count, replace=False, p=popularity)
+        times = 978_300_000 + np.sort(rng.integers(0, 5_000, size=count)) // 7 * 7  # ties
+        for movie, t in zip(chosen, times):
+            lines.append(f"{uid}::{movie_ids[movie]}::{int(rng.integers(1, 6))}::{t}\n")
+    order = rng.permutation(len(lines))  # file order is not time order
+    (folder / "ratings.dat").write_text("".join(lines[i] for i in order))
+    return folder
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python -m recplug ARGS`` in a subprocess, as a user would."""
+    full_env = {**os.environ, "PYTHONWARNINGS": "default", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "recplug", *args],
+        capture_output=True, text=True, env=full_env, cwd=cwd or REPO, timeout=timeout,
+    )  # fmt: skip
+
+
+def write_spec(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import ndcg_score
+
+from recplug.evaluation import RankedLists, resolve_metrics
+
+
+def ranked_from(ranks: list[int], max_k: int = 10) -> RankedLists:
+    rank = torch.tensor(ranks, dtype=torch.int64)
+    return RankedLists(
+        top_items=torch.zeros(len(ranks), max_k, dtype=torch.int64),
+        target_rank=rank,
+        targets=torch.zeros(len(ranks), dtype=torch.int64),
+        n_items=100,
+        item_popularity=torch.ones(100, dtype=torch.float64),
+    )
+
+
+@pytest.fixture
+def metrics(registry):
+    return resolve_metrics(["mrr", "map", "ndcg", "hit_rate"], registry)
+
+
+def test_hand_computed_cases(metrics) -> None:
+    ranked = ranked_from([0, 1, 2, 4, 10])  # 10 == miss (absent from the top-10 list)
+    assert metrics["hit_rate"].compute(ranked, 3) == pytest.approx(3 / 5)
+    assert metrics["hit_rate"].compute(ranked, 5) == pytest.approx(4 / 5)
+    assert metrics["mrr"].compute(ranked, 3) == pytest.approx((1 + 1 / 2 + 1 / 3) / 5)
+    assert metrics["mrr"].compute(ranked, 5) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 5) / 5)
+    assert metrics["map"].compute(ranked, 5) == metrics["mrr"].compute(ranked, 5)  # one relevant item
+    expected = (1 + 1 / math.log2(3) + 1 / math.log2(4)) / 5
+    assert metrics["ndcg"].compute(ranked, 3) == pytest.approx(expected)
+    assert metrics["ndcg"].compute(ranked_from([10, 10]), 10) == 0.0
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 10])
+def test_ndcg_matches_sklearn_on_random_cases(metrics, k: int) -> None:
+    rng = np.random.default_rng(k)
+    n_cases, n_items = 200, 30
+    scores = rng.normal(size=(n_cases, n_items))  # continuous scores: no ties
+    targets = rng.integers(0, n_items, size=n_cases)
+    relevance = np.zeros_like(scores)
+    relevance[np.arange(n_cases), targets] = 1
+    expected = np.mean([ndcg_score(relevance[i : i + 1], scores[i : i + 1], k=k) for i in range(n_cases)])
+    order = np.argsort(-scores, axis=1)
+    rank = np.argmax(order == targets[:, None], axis=1)
+    rank = np.where(rank < 10, rank, 10)
+    assert metrics["ndcg"].compute(ranked_from(rank.tolist()), k) == pytest.approx(expected, abs=1e-12)

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recplug.errors import SpecError
+from recplug.spec import apply_overrides, load_spec, parse_spec
+
+BASE = {
+    "experiment": {"name": "t", "seed": 1},
+    "dataset": {"movielens": {"variant": "ml-1m"}},
+    "recommenders": {"popularity": {}, "top": {"use": "popularity", "method": "count"}},
+}
+
+
+def test_parse_builds_typed_components(registry) -> None:
+    spec = parse_spec(BASE, registry)
+    assert spec.experiment.seed == 1
+    assert [s.label for s in spec.splits] == ["leave_one_out"]  # the default protocol
+    assert [(r.label, r.plugin) for r in spec.recommenders] == [("popularity", "popularity"), ("top", "popularity")]
+    assert spec.recommenders[1].options.method == "count"
+    resolved = spec.resolved()
+    assert resolved["recommenders"]["top"] == {"use": "popularity", "method": "count", "percentile": 95.0}
+    assert parse_spec(resolved, registry).resolved() == resolved  # the resolved spec is itself a valid spec
+
+
+def test_model_sections_take_training_options(registry) -> None:
+    data = {**BASE, "recommenders": {"transformer": {"embedding_dim": 8, "training": {"epochs": 2}}}}
+    spec = parse_spec(data, registry)
+    assert spec.recommenders[0].training.epochs == 2
+    with pytest.raises(SpecError) as info:
+        parse_spec({**BASE, "recommenders": {"transformer": {"training": {"epoch": 2}}}}, registry)
+    assert info.value.where == "recommenders.transformer.training.epoch"
+    assert "did you mean 'epochs'" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "fragment"),
+    [
+        ({"experimnt": {}}, "experimnt", "did you mean 'experiment'"),
+        ({"recommenders": {"trasformer": {}}}, "recommenders.trasformer", "did you mean 'transformer'"),
+        ({"recommenders": {"x": {"use": "nope"}}}, "recommenders.x.use", "registered model or baselines: popularity"),
+        ({"recommenders": {"transformer": {"num_heads": "4"}}}, "recommenders.transformer.num_heads", "expected an integer"),
+        ({"recommenders": {"transformer": {"embedding_dropout": -0.1}}}, "recommenders.transformer.embedding_dropout", ">= 0.0"),
+        ({"dataset": {"movielens": {"variant": "ml-2m"}}}, "dataset.movielens.variant", "expected one of"),
+        ({"dataset": {}}, "dataset", "exactly one dataset"),
+        ({"evaluation": {"ks": [0, 5]}}, "evaluation.ks", "positive cutoffs"),
+        ({"evaluation": {"metrics": []}}, "evaluation.metrics", "at least one metric"),
+        ({"evaluation": {"metrics": ["ndgc"]}}, "evaluation.metrics[0]", "did you mean 'ndcg'"),
+        ({"splits": {"loo": {"use": "leave_one_out", "min_interactions": 1}}}, "splits.loo.min_interactions", ">= 3"),
+    ],
+)
+def test_spec_errors_name_the_place(registry, change: dict, where: str, fragment: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec({**BASE, **change}, registry)
+    assert info.value.where == where
+    assert fragment in info.value.message
+
+
+def test_overrides_are_typed_and_validated(registry) -> None:
+    data = apply_overrides(BASE, ["experiment.seed=7", "evaluation.ks=[1, 2]", "recommenders.top.method=mean_rating_of_popular"])
+    spec = parse_spec(data, registry)
+    assert spec.experiment.seed == 7 and spec.evaluation.ks == [1, 2]
+    assert spec.recommenders[1].options.method == "mean_rating_of_popular"
+    assert BASE["experiment"]["seed"] == 1  # the original is untouched
+    with pytest.raises(SpecError, match="expected an integer"):
+        parse_spec(apply_overrides(BASE, ["experiment.seed=abc"]), registry)
+    with pytest.raises(SpecError, match="KEY.PATH=VALUE"):
+        apply_overrides(BASE, ["experiment.seed"])
+
+
+def test_toml_syntax_error_has_line_and_column(tmp_path: Path, registry) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text('[experiment]\nname = "x\n')
+    with pytest.raises(SpecError, match=r"line 2, column") as info:
+        load_spec(path, registry)
+    assert info.value.where == str(path)
+    with pytest.raises(SpecError, match="spec file not found"):
+        load_spec(tmp_path / "missing.toml", registry)

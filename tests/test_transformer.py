@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from recplug.interfaces import RunContext
+from recplug.training import TrainingOptions
+from recplug_movielens import MovieLens, MovieLensOptions
+from recplug_splits import LeaveOneOut, LeaveOneOutOptions
+from recplug_transformer import Transformer, TransformerOptions
+
+
+def small_model(data, **options) -> Transformer:
+    model = Transformer(TransformerOptions(**options))
+    model.prepare(data)
+    return model
+
+
+def load(folder: Path):
+    return MovieLens(MovieLensOptions(data_dir=str(folder))).load(RunContext())
+
+
+def test_seed_architecture_shapes(ml1m_dir: Path) -> None:
+    data = load(ml1m_dir)
+    model = small_model(data)
+    module = model.module
+    assert module.interaction[0].in_features == 5 * (32 + 32)  # the seed's flattened join (320)
+    assert module.output.bias is None and module.output.out_features == data.n_items
+    assert len(module.movies.blocks) == 4 and module.movies.blocks[0].attn.heads == 4
+    assert module.movies.tokens.num_embeddings == data.n_items + 1  # + padding token
+    users = torch.tensor([0, 1, -1])  # -1: a user the model never saw (cold start)
+    histories = torch.tensor([[data.pad_token] * 3 + [1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7], [data.pad_token] * 6 + [2]])
+    scores = model.score(users, histories)
+    assert scores.shape == (3, data.n_items) and torch.isfinite(scores).all()
+    top, _ = model.recommend(users, histories, k=10)
+    for row, history in zip(top.tolist(), histories.tolist()):
+        assert not set(row) & set(history)  # items in the history are never recommended
+
+
+def test_overfits_one_batch(ml1m_dir: Path) -> None:
+    """The seed's sanity check: one batch memorised, loss near zero, argmax equals the targets."""
+    torch.manual_seed(0)
+    data = load(ml1m_dir)
+    split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
+    model = small_model(data, embedding_dropout=0.0, attention_dropout=0.0, residual_dropout=0.0,
+                        interaction_hidden=[64])  # fmt: skip
+    batch = model.training_examples(split.train).batch(np.arange(64))
+    optimizer = torch.optim.Adam(model.module.parameters(), lr=3e-3)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = model.loss(batch)
+        loss.backward()
+        optimizer.step()
+    model.module.eval()
+    logits = model.module(batch["users"], batch["items"])
+    assert F.cross_entropy(logits, batch["targets"]).item() < 0.05
+    assert torch.equal(logits.argmax(1), batch["targets"])
+
+
+def test_padding_does_not_change_the_real_positions(ml1m_dir: Path) -> None:
+    data = load(ml1m_dir)
+    model = small_model(data, join="last")
+    model.module.eval()
+    a = model.module.movies(torch.tensor([[data.pad_token, data.pad_token, 3, 4, 5]]))
+    b = model.module.movies(torch.tensor([[data.pad_token, data.pad_token, 3, 4, 5]]))
+    assert torch.allclose(a, b) and torch.isfinite(a).all()
