@@ -27,3 +27,11 @@ def real_ml1m() -> Path:
     pytest.skip(f"real MovieLens-1M not found in {base} (set RECPLUG_DATA_DIR to the folder holding ml-1m/)")
 
 
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never write to the user's model registry or download cache."""
+    base = tmp_path_factory.mktemp("user-dirs")
+    monkeypatch.setenv("RECPLUG_REGISTRY", str(base / "registry"))
+    monkeypatch.setenv("RECPLUG_CACHE_DIR", str(base / "cache"))

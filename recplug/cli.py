@@ -55,6 +55,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plugins.add_argument("--json", action="store_true", help="machine-readable output")
     plugins.set_defaults(handler=cmd_plugins)
+
+    models = commands.add_parser(
+        "models", help="list, inspect, alias and delete registered models",
+        description="The model registry ($RECPLUG_REGISTRY or ~/.local/share/recplug/registry). "
+        "Refer to a model as NAME (latest version), NAME:VERSION or NAME@ALIAS.",
+    )
+    models.add_argument("--registry", metavar="DIR", help="registry folder (default: $RECPLUG_REGISTRY or the user data dir)")
+    actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="every version: name, version, aliases, created, headline metrics")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    show = actions.add_parser("show", help="everything recorded for one version")
+    show.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    alias = actions.add_parser("alias", help="point an alias (e.g. production) at a version")
+    alias.add_argument("ref", metavar="NAME:VERSION")
+    alias.add_argument("alias", metavar="ALIAS")
+    delete = actions.add_parser("delete", help="delete one version")
+    delete.add_argument("ref", metavar="NAME:VERSION")
+    models.set_defaults(handler=cmd_models)
+
+    recommend = commands.add_parser(
+        "recommend", help="top-k recommendations from a registered model",
+        description="Recommend for a known user (--user, using their recorded history) or for an ad-hoc history "
+        "of raw item ids (--history; a new user: cold start, the model sees no user identity).",
+        epilog="examples:\n  recplug recommend ml1m-transformer@production --user 42 -k 10\n"
+        "  recplug recommend ml1m-transformer --history 1193,661,914 --format json\n"
+        "  recplug recommend ml1m-transformer --user 42 --report user42.html --posters posters/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    recommend.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    recommend.add_argument("--user", type=int, help="raw user id (e.g. a MovieLens UserID)")
+    recommend.add_argument("--history", help="comma-separated raw item ids, oldest first")
+    recommend.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    recommend.add_argument("--format", choices=["table", "json"], default="table")
+    recommend.add_argument("--report", metavar="FILE.html", help="also write an HTML page of history and recommendations")
+    recommend.add_argument("--posters", metavar="DIR", help="folder of posters named <item_id>.jpg/.png for the report")
+    recommend.add_argument("--registry", metavar="DIR", help="registry folder")
+    recommend.set_defaults(handler=cmd_recommend)
     return parser
 
 
@@ -99,6 +136,71 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     print("  ".join(h.upper().ljust(widths.get(h, 0)) for h in headers))
     for r in rows:
         print("  ".join(str(r[h]).ljust(widths.get(h, 0)) for h in headers))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .registry import ModelRegistry
+
+    registry = ModelRegistry(args.registry)
+    if args.action == "list":
+        rows = registry.list()
+        if args.json:
+            print(json.dumps(rows, indent=2))
+            return 0
+        print(f"{'NAME':<32} {'VER':>3}  {'ALIASES':<14} {'CREATED':<25} {'SPLIT':<14} HEADLINE")
+        for r in rows:
+            ndcg, hit = r["metrics"].get("ndcg", {}), r["metrics"].get("hit_rate", {})
+            head = " ".join(f"{m}@{k}={v:.4f}" for m, d in (("ndcg", ndcg), ("hit_rate", hit)) for k, v in list(d.items())[-1:])
+            print(f"{r['name']:<32} {r['version']:>3}  {','.join(r['aliases']) or '-':<14} {r['created']:<25} "
+                  f"{r['split'] or '-':<14} {head}")  # fmt: skip
+    elif args.action == "show":
+        print(json.dumps(registry.show(args.ref), indent=2))
+    elif args.action == "alias":
+        registry.alias(args.ref, args.alias)
+        name, version = registry.resolve(args.ref)
+        print(f"{name}@{args.alias} -> {name}:{version}")
+    elif args.action == "delete":
+        name, version = registry.resolve(args.ref)
+        registry.delete(args.ref)
+        print(f"deleted {name}:{version}")
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from .registry import ModelRegistry
+
+    if args.user is None and not args.history:
+        raise SpecError("give --user ID or --history ID,ID,...", where="recommend")
+    if args.k <= 0:
+        raise SpecError(f"-k must be positive, got {args.k}", where="recommend")
+    try:
+        history = [int(x) for x in args.history.split(",") if x.strip()] if args.history else None
+    except ValueError:
+        raise SpecError(f"--history takes comma-separated integer ids, got {args.history!r}", where="recommend") from None
+    served = ModelRegistry(args.registry).load(args.ref)
+    items = served.recommend(user_id=args.user, history=history, k=args.k)
+    raw_history = history if history is not None else served.history(args.user)
+    recent = raw_history[-10:]
+    tokens = served._item_tokens(recent)
+    shown = [{"item_id": i, **served.item_metadata(t)} for i, t in zip(recent, tokens)]
+    if args.report:
+        from .report import render_report
+
+        who = f"user {args.user}" if args.user is not None else "a new user (cold start)"
+        page = render_report(f"{served.ref}: recommendations for {who}", shown, items,
+                             Path(args.posters) if args.posters else None)  # fmt: skip
+        Path(args.report).write_text(page, encoding="utf-8")
+    if args.format == "json":
+        print(json.dumps({"model": served.ref, "user": args.user, "history": shown, "recommendations": items}, indent=2))
+        return 0
+    print(f"{served.ref} — {'user ' + str(args.user) if args.user is not None else 'new user (history only)'}")
+    print(f"\nrecent history ({len(recent)} of {len(raw_history)}):")
+    for item in shown:
+        print(f"  {item['item_id']:>6}  {item.get('title', '')}  [{item.get('genres', '')}]")
+    print(f"\ntop {args.k}:")
+    for rank, item in enumerate(items, 1):
+        print(f"  {rank:>2}. {item['item_id']:>6}  {item.get('title', '')}  [{item.get('genres', '')}]  {item['score']:.3f}")
     return 0
 
 

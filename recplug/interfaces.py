@@ -87,6 +87,14 @@ class Recommender(ABC):
         saw (cold start): then only the history can be used.
         """
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The fitted state as plain tensors: what the model registry stores."""
+        raise NotImplementedError(f"{type(self).__name__} does not support saving")
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], data: Interactions) -> None:
+        """Restore a fitted state for the vocabularies of ``data`` (its interactions may be empty)."""
+        raise NotImplementedError(f"{type(self).__name__} does not support loading")
+
     @torch.no_grad()
     def recommend(
         self, users: torch.Tensor, histories: torch.Tensor, k: int, exclude_history: bool = True
@@ -151,6 +159,14 @@ class Model(Recommender):
 
         self.prepare(train.data)
         train_model(self, train, validation, context)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], data: Interactions) -> None:
+        self.prepare(data)
+        self.module.load_state_dict(state)
+        self.module.eval()
 
     def to(self, device: torch.device | str) -> Model:
         self.device = torch.device(device)

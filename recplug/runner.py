@@ -102,9 +102,44 @@ def run_experiment(
             fitted.append(FittedRecommender(rec_spec, split, recommender, values, fit_seconds))
 
     results = results_document(spec, data, fitted, seed)
+    if spec.experiment.register:
+        results["registered"] = register_models(spec, registry, data, fitted, results)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     (run_dir / "results.md").write_text(results_markdown(results))
     return RunResult(run_dir, data, fitted, results)
+
+
+def register_models(
+    spec: ExperimentSpec, plugins: PluginRegistry, data: Interactions, fitted: list[FittedRecommender], results: dict
+) -> list[str]:
+    """Register every trained model; returns the ``name:version`` references."""
+    from .config import unstructure
+    from .registry import ModelRegistry
+
+    registry = ModelRegistry(spec.experiment.registry)
+    references = []
+    for f in fitted:
+        if f.spec.kind != "model":
+            continue
+        name = f.spec.register_as or f"{spec.experiment.name}-{f.spec.label}"
+        if len(spec.splits) > 1:
+            name = f"{name}-{f.split.name}"
+        component = plugins.get(f.spec.kind, f.spec.plugin)
+        version = registry.register(
+            name,
+            f.recommender,
+            plugin={"kind": component.kind, "name": component.name, "distribution": component.distribution,
+                    "version": component.version},
+            options=unstructure(f.spec.options),
+            training=unstructure(f.spec.training),
+            spec=spec.resolved(),
+            data=data,
+            metrics=f.metrics,
+            protocol=results["protocols"][f.split.name],
+        )  # fmt: skip
+        references.append(f"{name}:{version}")
+        log.info("registered %s:%d in %s", name, version, registry.root)
+    return references
 
 
 def _build(registry: PluginRegistry, component: ComponentSpec) -> Any:

@@ -14,6 +14,8 @@ Layout (every section but ``dataset`` may be omitted)::
     [recommenders.most-popular]
     use = "popularity"           # the plugin, when the label is not the plugin's name
     method = "count"
+    [recommenders.transformer]
+    register_as = "ml1m-seed"    # models only: registry name (default: <experiment>-<label>[-<split>])
     [recommenders.transformer.training]   # models only: TrainingOptions
     epochs = 10
 
@@ -55,6 +57,12 @@ class ExperimentOptions:
     device: str = attrs.field(
         default="auto", metadata={"doc": "'auto' (CUDA, then MPS, then CPU), or a torch device such as 'cpu', 'cuda:1'."}
     )
+    register: bool = attrs.field(
+        default=True, metadata={"doc": "Register every trained model in the model registry after evaluation."}
+    )
+    registry: str | None = attrs.field(
+        default=None, metadata={"doc": "Model registry folder (default: $RECPLUG_REGISTRY, else the user data dir)."}
+    )
 
 
 @attrs.frozen
@@ -66,10 +74,13 @@ class ComponentSpec:
     plugin: str
     options: Any
     training: TrainingOptions | None = None
+    register_as: str | None = None
 
     def resolved(self) -> dict[str, Any]:
         """The component's table with every default filled in (JSON-ready)."""
         table = {"use": self.plugin, **unstructure(self.options)}
+        if self.register_as:
+            table["register_as"] = self.register_as
         if self.training is not None:
             table["training"] = unstructure(self.training)
         return table
@@ -188,11 +199,14 @@ def _components(data: dict[str, Any], section: str, kinds: tuple[Kind, ...], reg
             component = registry.find(plugin, kinds)
         except PluginError as exc:
             raise SpecError(exc.message, where=f"{path}.use" if "use" in tables[label] else path) from None
-        training = None
+        training = register_as = None
         if component.kind == "model":
             training = structure(table.pop("training", {}), TrainingOptions, f"{path}.training")
+            register_as = table.pop("register_as", None)
+            if register_as is not None and not isinstance(register_as, str):
+                raise SpecError(f"expected a model name (string), got {register_as!r}", where=f"{path}.register_as")
         options = structure(table, component.options_cls, path)
-        components.append(ComponentSpec(label, component.kind, plugin, options, training))
+        components.append(ComponentSpec(label, component.kind, plugin, options, training, register_as))
     return components
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from recplug import hookimpl
+from recplug.data import Interactions
 from recplug.interfaces import Baseline, RunContext
 from recplug.split import EvalCases, TrainView
 
@@ -54,12 +55,12 @@ class Popularity(Baseline):
     def score(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
         return self.item_scores.expand(len(users), -1)
 
-    def state(self) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, torch.Tensor]:
         return {"item_scores": self.item_scores}
 
-    def load_state(self, state: dict[str, torch.Tensor]) -> None:
+    def load_state_dict(self, state: dict[str, torch.Tensor], data: Interactions) -> None:
         self.item_scores = state["item_scores"]
-        self.n_items = self.pad_token = len(self.item_scores)
+        self.n_items, self.pad_token = data.n_items, data.pad_token
 
 
 @hookimpl
