@@ -86,7 +86,8 @@ def rank_cases(
         hi = min(lo + batch_size, len(cases))
         users = torch.from_numpy(cases.users[lo:hi])
         histories = gather_histories(data, cases.history_start[lo:hi], cases.target_pos[lo:hi])
-        top, _ = recommender.recommend(users, histories, max_k, exclude_history=exclude_seen)
+        seen = gather_histories(data, cases.exclude_start[lo:hi], cases.target_pos[lo:hi]) if exclude_seen else None
+        top, _ = recommender.recommend(users, histories, max_k, exclude_items=seen, exclude_history=False)
         top = top.cpu()
         found = top == targets[lo:hi, None]
         ranks.append(torch.where(found.any(1), found.int().argmax(1), max_k))

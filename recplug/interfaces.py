@@ -97,13 +97,19 @@ class Recommender(ABC):
 
     @torch.no_grad()
     def recommend(
-        self, users: torch.Tensor, histories: torch.Tensor, k: int, exclude_history: bool = True
+        self, users: torch.Tensor, histories: torch.Tensor, k: int, exclude_items: torch.Tensor | None = None,
+        exclude_history: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Top-``k`` (item tokens ``[B, k]``, scores ``[B, k]``), never recommending items in the history
-        when ``exclude_history`` is true."""
+        """Top-``k`` (item tokens ``[B, k]``, scores ``[B, k]``).
+
+        Items in ``exclude_items`` (padded like histories) are never recommended; by default
+        (``exclude_history``) those are the histories themselves.
+        """  # fmt: skip
         scores = self.score(users, histories).float()
-        if exclude_history:
-            scores = exclude(scores, histories)
+        if exclude_items is None and exclude_history:
+            exclude_items = histories
+        if exclude_items is not None:
+            scores = exclude(scores, exclude_items)
         top = torch.topk(scores, k=min(k, scores.shape[1]), dim=1)
         return top.indices, top.values
 

@@ -51,6 +51,13 @@ class EvalCases:
     """int64 flat position where the case's history starts."""
     target_pos: np.ndarray
     """int64 flat position of the target; the history ends just before it."""
+    exclude_start: np.ndarray | None = None
+    """int64 flat position from which history items count as seen (never recommended); default: the whole
+    history. A protocol may exclude less than it shows, e.g. only the last window."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.exclude_start is None:
+            object.__setattr__(self, "exclude_start", self.history_start)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -59,7 +66,7 @@ class EvalCases:
         return data.items[self.target_pos].astype(np.int64)
 
     def subset(self, index: np.ndarray) -> EvalCases:
-        return EvalCases(self.users[index], self.history_start[index], self.target_pos[index])
+        return EvalCases(self.users[index], self.history_start[index], self.target_pos[index], self.exclude_start[index])
 
 
 @attrs.frozen(eq=False)

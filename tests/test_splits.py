@@ -41,7 +41,8 @@ def test_seed_windows_hold_out_random_windows_reproducibly(data) -> None:
     assert a.train.is_target.sum() == windows - 3
     held = set(a.test.target_pos) | set(a.validation.target_pos)
     assert not held & set(a.train.target_positions)
-    assert np.all(a.test.target_pos - a.test.history_start <= 2)  # the history is the window's context
+    assert np.all(a.test.target_pos - a.test.exclude_start <= 2)  # seen items: the window's context
+    assert np.all(a.test.history_start == data.offsets[a.test.users])  # models may look further back
 
 
 def test_seed_windows_stride(data) -> None:

@@ -67,3 +67,38 @@ def test_padding_does_not_change_the_real_positions(ml1m_dir: Path) -> None:
     a = model.module.movies(torch.tensor([[data.pad_token, data.pad_token, 3, 4, 5]]))
     b = model.module.movies(torch.tensor([[data.pad_token, data.pad_token, 3, 4, 5]]))
     assert torch.allclose(a, b) and torch.isfinite(a).all()
+
+
+def test_all_position_chunks_cover_every_training_target_once(ml1m_dir: Path) -> None:
+    from recplug_splits import SeedWindowOptions, SeedWindows
+    from recplug_transformer import SequenceChunks
+
+    data = load(ml1m_dir)
+    for split in (LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext()),
+                  SeedWindows(SeedWindowOptions(test_fraction=0.2)).split(data, RunContext(seed=1))):  # fmt: skip
+        chunks = SequenceChunks(split.train, length=4)
+        batch = chunks.batch(np.arange(len(chunks)))
+        covered = np.concatenate([
+            (chunks.ends[i] - 4 + 1 + np.flatnonzero(batch["mask"][i].numpy())) for i in range(len(chunks))
+        ])  # fmt: skip
+        assert np.sort(covered).tolist() == split.train.target_positions.tolist()
+        # the target at each masked position is the item that follows the input there
+        targets = batch["targets"][batch["mask"]].numpy()
+        assert targets.tolist() == data.items[covered].tolist()
+
+
+def test_all_positions_objective_trains(ml1m_dir: Path) -> None:
+    data = load(ml1m_dir)
+    split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
+    model = small_model(data, objective="all_positions", join="last", context_length=8, embedding_dim=16,
+                        num_layers=1, num_heads=2)  # fmt: skip
+    batch = model.training_examples(split.train).batch(np.arange(16))
+    optimizer = torch.optim.Adam(model.module.parameters(), lr=1e-2)
+    first = model.loss(batch).item()
+    for _ in range(50):
+        optimizer.zero_grad()
+        loss = model.loss(batch)
+        loss.backward()
+        optimizer.step()
+    assert loss.item() < first / 2
+    assert model.score(torch.tensor([0]), torch.tensor([[1, 2, 3]])).shape == (1, data.n_items)

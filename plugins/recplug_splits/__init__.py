@@ -43,6 +43,7 @@ class LeaveOneOut(Splitter):
             "evaluated_users": int(len(users)),
             "training_only_users": int((~evaluated).sum()),
             "history": "all earlier interactions of the user",
+            "seen_items": "all earlier interactions of the user",
         }
         return Split("leave_one_out", train, validation, test, protocol)
 
@@ -99,14 +100,15 @@ class SeedWindows(Splitter):
             "train_windows": int(is_target.sum()),
             "validation_windows": int(n_val),
             "test_windows": int(n_test),
-            "history": f"the {opts.sequence_length} items before the target (the window's context)",
+            "history": "all earlier interactions of the user (a model uses as many as its context holds)",
+            "seen_items": f"the {opts.sequence_length} items before the target (the window's context)",
         }
         return Split("seed_windows", train, self._cases(data, val_pos), self._cases(data, test_pos), protocol)
 
     def _cases(self, data: Interactions, target_pos: np.ndarray) -> EvalCases:
         users = data.user_of[target_pos].astype(np.int64)
-        start = np.maximum(data.offsets[users], target_pos - self.options.sequence_length)
-        return EvalCases(users, start, target_pos)
+        window_start = np.maximum(data.offsets[users], target_pos - self.options.sequence_length)
+        return EvalCases(users, data.offsets[users], target_pos, exclude_start=window_start)
 
 
 @hookimpl

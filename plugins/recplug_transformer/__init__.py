@@ -48,6 +48,16 @@ class TransformerOptions:
         default=0.1, validator=attrs.validators.gt(0.0), metadata={"doc": "Uniform init range of embeddings and MLP."}
     )
     label_smoothing: float = attrs.field(default=0.0, validator=_dropout, metadata={"doc": "Cross-entropy label smoothing."})
+    objective: Literal["window", "all_positions"] = attrs.field(
+        default="window",
+        metadata={"doc": "'window' (seed): one target per window, the item after it. 'all_positions': chunks of "
+                         "each user's sequence, the next item predicted at every position under the causal mask "
+                         "(needs join = 'last'); each training target is seen once per epoch."},
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.objective == "all_positions" and self.join != "last":
+            raise ValueError("'join' must be 'last' when objective = 'all_positions'")
 
 
 class WindowExamples(ExampleSource):
@@ -72,6 +82,48 @@ class WindowExamples(ExampleSource):
         }
 
 
+class SequenceChunks(ExampleSource):
+    """Non-overlapping chunks of each user's sequence: inputs ``[L]``, next items ``[L]``, a loss mask ``[L]``.
+
+    Chunks end at the user's last training target and step back ``L`` at a time, so every
+    training target is predicted exactly once per epoch; positions whose next item is not a
+    training target (held out, or padding) are masked out of the loss but still serve as inputs.
+    """
+
+    def __init__(self, train: TrainView, length: int) -> None:
+        data = self.data = train.data
+        self.length = length
+        self.is_target = train.is_target
+        targets = train.target_positions
+        users = data.user_of[targets]
+        last = np.full(data.n_users, -1, dtype=np.int64)
+        np.maximum.at(last, users, targets)
+        has = np.flatnonzero(last >= 0)
+        first = data.offsets[has] + 1  # the earliest possible target of each user
+        chunks = (last[has] - first) // length + 1
+        owner = np.repeat(np.arange(len(has)), chunks)
+        step = np.arange(chunks.sum()) - np.repeat(np.cumsum(chunks) - chunks, chunks)
+        self.ends = last[has][owner] - step * length  # flat position of each chunk's final target
+        self.users = has[owner].astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        ends, users = self.ends[index], self.users[index]
+        starts = self.data.offsets[users]
+        window = gather_histories(self.data, starts, ends + 1, self.length + 1)
+        target_pos = ends[:, None] - self.length + 1 + np.arange(self.length)[None, :]
+        valid = target_pos > starts[:, None]
+        mask = valid & self.is_target[np.where(valid, target_pos, 0)]
+        return {
+            "users": torch.from_numpy(users),
+            "items": window[:, :-1],
+            "targets": window[:, 1:],
+            "mask": torch.from_numpy(mask),
+        }
+
+
 class Transformer(Model):
     """GPT-style causal transformer over recent items, joined with a user embedding through an MLP."""
 
@@ -87,15 +139,21 @@ class Transformer(Model):
             init_range=o.init_range,
         )  # fmt: skip
 
-    def training_examples(self, train: TrainView) -> WindowExamples:
+    def training_examples(self, train: TrainView) -> ExampleSource:
+        if self.options.objective == "all_positions":
+            return SequenceChunks(train, self.options.context_length)
         return WindowExamples(train.data, train.target_positions, self.options.context_length)
 
     def validation_examples(self, data: Interactions, cases: EvalCases) -> WindowExamples:
         return WindowExamples(data, cases.target_pos, self.options.context_length)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        logits = self.module(batch["users"], batch["items"])
-        return F.cross_entropy(logits.float(), batch["targets"], label_smoothing=self.options.label_smoothing)
+        if "mask" in batch:  # all positions: logits only where the next item is a training target
+            features = self.module.position_features(batch["users"], batch["items"])[batch["mask"]]
+            logits, targets = self.module.output(features), batch["targets"][batch["mask"]]
+        else:
+            logits, targets = self.module(batch["users"], batch["items"]), batch["targets"]
+        return F.cross_entropy(logits.float(), targets, label_smoothing=self.options.label_smoothing)
 
     @torch.no_grad()
     def score(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:

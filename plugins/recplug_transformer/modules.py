@@ -115,11 +115,18 @@ class UserTowerTransformer(nn.Module):
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, n_items]`` for the item after each window ``items`` ``[B, context]``."""
-        x = self.movies(items)  # [B, L, D]
         if self.join == "last":
-            x = x[:, -1]
-        if self.users is not None:
-            known = users >= 0
-            u = self.users(users.clamp(min=0)) * known[:, None]  # unknown user (cold start): zero vector
-            x = torch.cat([x, u[:, None, :].expand(-1, x.shape[1], -1) if x.dim() == 3 else u], dim=-1)
+            return self.output(self.position_features(users, items)[:, -1])
+        x = self.with_user(self.movies(items), users)  # [B, L, D + U]
         return self.output(self.interaction(x.flatten(1)))
+
+    def position_features(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Interaction-MLP output at every position ``[B, L, H]`` (join 'last'; for all-position training)."""
+        return self.interaction(self.with_user(self.movies(items), users))
+
+    def with_user(self, x: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+        """Join the user vector to every position of ``x`` ``[B, L, D]``; unknown users (-1) get zeros."""
+        if self.users is None:
+            return x
+        u = self.users(users.clamp(min=0)) * (users >= 0)[:, None]
+        return torch.cat([x, u[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
