@@ -161,13 +161,13 @@ class PluginRegistry:
             known = [n for (k, n) in self.components if k == kind]
             raise PluginError(unknown_name_message(kind, name, known)) from None
 
-    def find(self, name: str, kinds: tuple[Kind, ...]) -> Component:
-        """The component called ``name`` among several kinds (e.g. model or baseline)."""
+    def find(self, name: str, kinds: tuple[Kind, ...], what: str) -> Component:
+        """The component called ``name`` among several kinds (``what`` names them, e.g. 'recommender')."""
         for kind in kinds:
             if (kind, name) in self.components:
                 return self.components[(kind, name)]
         known = [n for (k, n) in self.components if k in kinds]
-        raise PluginError(unknown_name_message(" or ".join(kinds), name, known))
+        raise PluginError(unknown_name_message(what, name, known))
 
     def of_kind(self, kind: Kind) -> list[Component]:
         return [c for (k, _), c in sorted(self.components.items()) if k == kind]

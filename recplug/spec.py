@@ -151,17 +151,17 @@ def parse_spec(data: dict[str, Any], registry: PluginRegistry) -> ExperimentSpec
     for key in data:
         if key not in SECTIONS:
             raise SpecError(unknown_key_message(key, list(SECTIONS)), where=key)
-    datasets = _components(data, "dataset", ("dataset",), registry)
+    datasets = _components(data, "dataset", ("dataset",), "dataset", registry)
     if len(datasets) != 1:
         raise SpecError(
             "expected exactly one dataset, e.g. [dataset.movielens]"
             + (f", got {len(datasets)}: {', '.join(d.label for d in datasets)}" if datasets else ""),
             where="dataset",
         )
-    splits = _components(data, "splits", ("splitter",), registry)
+    splits = _components(data, "splits", ("splitter",), "splitter", registry)
     if not splits:
         splits = [ComponentSpec("leave_one_out", "splitter", "leave_one_out", _default_options(registry, "splitter", "leave_one_out"))]
-    recommenders = _components(data, "recommenders", ("model", "baseline"), registry)
+    recommenders = _components(data, "recommenders", ("model", "baseline"), "recommender", registry)
     if not recommenders:
         raise SpecError("expected at least one recommender, e.g. [recommenders.popularity]", where="recommenders")
     spec = ExperimentSpec(
@@ -182,7 +182,9 @@ def load_spec(path: str | Path, registry: PluginRegistry, overrides: list[str] =
     return parse_spec(apply_overrides(read_toml(path), list(overrides)), registry)
 
 
-def _components(data: dict[str, Any], section: str, kinds: tuple[Kind, ...], registry: PluginRegistry) -> list[ComponentSpec]:
+def _components(
+    data: dict[str, Any], section: str, kinds: tuple[Kind, ...], what: str, registry: PluginRegistry
+) -> list[ComponentSpec]:
     tables = data.get(section, {})
     if not isinstance(tables, dict):
         raise SpecError(f"expected tables like [{section}.<name>], got {type(tables).__name__}", where=section)
@@ -196,7 +198,7 @@ def _components(data: dict[str, Any], section: str, kinds: tuple[Kind, ...], reg
         if not isinstance(plugin, str):
             raise SpecError(f"expected a plugin name (string), got {plugin!r}", where=f"{path}.use")
         try:
-            component = registry.find(plugin, kinds)
+            component = registry.find(plugin, kinds, what)
         except PluginError as exc:
             raise SpecError(exc.message, where=f"{path}.use" if "use" in tables[label] else path) from None
         training = register_as = None

@@ -111,7 +111,7 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
         summary = {"loss/train": total_loss / max(seen, 1), "throughput/samples_per_s": seen / train_time,
                    "lr": scheduler.get_last_lr()[0]}
         summary.update(validate(model, val_examples, val_cases, opts.batch_size, train))
-        measure = summary["loss/validation"] if opts.monitor == "loss" else -summary["validation/ndcg@10"]
+        measure = _monitored(summary, opts.monitor)
         improved = state["best"] is None or measure < state["best"]
         state.update(epoch=epoch + 1, best=measure if improved else state["best"],
                      bad_epochs=0 if improved else state["bad_epochs"] + 1)
@@ -161,6 +161,14 @@ def validate(model: Model, examples: ExampleSource | None, cases: EvalCases, bat
         result["validation/hit_rate@10"] = hit.double().mean().item()
     model.module.train()
     return result
+
+
+def _monitored(summary: dict[str, float], monitor: str) -> float:
+    """The validation measure to minimise; models without validation examples fall back to -NDCG@10."""
+    loss = summary["loss/validation"]
+    if monitor == "loss" and not math.isnan(loss):
+        return loss
+    return -summary.get("validation/ndcg@10", 0.0)
 
 
 def _subsample(cases: EvalCases, limit: int, seed: int) -> EvalCases:

@@ -63,7 +63,7 @@ def test_set_overrides_spec_values(spec: Path, tmp_path: Path) -> None:
     [
         ("recommenders.popularity.methd=count", "recommenders.popularity.methd: unknown key; did you mean 'method'?"),
         ("experiment.seed=abc", "experiment.seed: expected an integer, got string 'abc'"),
-        ("recommenders.populartiy.method=count", "recommenders.populartiy: unknown model or baseline 'populartiy'; did you mean 'popularity'?"),
+        ("recommenders.populartiy.method=count", "recommenders.populartiy: unknown recommender 'populartiy'; did you mean 'popularity'?"),
         ("dataset.movielens.data_dir=/nonexistent/place", "data_dir '/nonexistent/place' does not exist"),
         ("experiment.device=cuda:7", "experiment.device: device 'cuda:7' requested but"),
     ],

@@ -40,7 +40,7 @@ def test_model_sections_take_training_options(registry) -> None:
     [
         ({"experimnt": {}}, "experimnt", "did you mean 'experiment'"),
         ({"recommenders": {"trasformer": {}}}, "recommenders.trasformer", "did you mean 'transformer'"),
-        ({"recommenders": {"x": {"use": "nope"}}}, "recommenders.x.use", "registered model or baselines: popularity"),
+        ({"recommenders": {"x": {"use": "nope"}}}, "recommenders.x.use", "unknown recommender 'nope' (registered recommenders: "),
         ({"recommenders": {"transformer": {"num_heads": "4"}}}, "recommenders.transformer.num_heads", "expected an integer"),
         ({"recommenders": {"transformer": {"embedding_dropout": -0.1}}}, "recommenders.transformer.embedding_dropout", ">= 0.0"),
         ({"dataset": {"movielens": {"variant": "ml-2m"}}}, "dataset.movielens.variant", "expected one of"),

@@ -85,3 +85,12 @@ batch_size = 128
     again = run_cli("run", "--resume", str(out), "--set", "recommenders.transformer.training.epochs=2")
     assert again.returncode == 0, again.stderr
     assert "resumed from epoch 1" in again.stderr and "epoch 2/2" in again.stderr
+
+
+def test_models_without_validation_examples_monitor_ndcg() -> None:
+    from recplug.training import _monitored
+
+    summary = {"loss/validation": float("nan"), "validation/ndcg@10": 0.25}
+    assert _monitored(summary, "loss") == -0.25  # not NaN, which would never count as an improvement
+    assert _monitored({**summary, "loss/validation": 1.5}, "loss") == 1.5
+    assert _monitored({**summary, "loss/validation": 1.5}, "ndcg@10") == -0.25

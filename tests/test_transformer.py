@@ -71,7 +71,7 @@ def test_padding_does_not_change_the_real_positions(ml1m_dir: Path) -> None:
 
 def test_all_position_chunks_cover_every_training_target_once(ml1m_dir: Path) -> None:
     from recplug_splits import SeedWindowOptions, SeedWindows
-    from recplug_transformer import SequenceChunks
+    from recplug.batches import SequenceChunks
 
     data = load(ml1m_dir)
     for split in (LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext()),

@@ -1,0 +1,73 @@
+"""GRU4Rec and precision@k for recplug: a model and a metric from a third-party package."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recplug import hookimpl
+from recplug.batches import SequenceChunks
+from recplug.data import Interactions
+from recplug.evaluation import RankedLists
+from recplug.interfaces import Metric, Model
+from recplug.split import TrainView
+
+RECPLUG_PLUGIN_API = 1  # the recplug plugin API this package was written for
+
+
+@attrs.frozen
+class GRU4RecOptions:
+    hidden_dim: int = attrs.field(default=64, validator=attrs.validators.ge(1), metadata={"doc": "GRU width."})
+    num_layers: int = attrs.field(default=1, validator=attrs.validators.ge(1), metadata={"doc": "GRU layers."})
+    context_length: int = attrs.field(default=50, validator=attrs.validators.ge(1), metadata={"doc": "Items seen."})
+    dropout: float = attrs.field(default=0.1, validator=attrs.validators.ge(0.0), metadata={"doc": "Embedding dropout."})
+
+
+class GRU4RecModule(nn.Module):
+    def __init__(self, n_items: int, options: GRU4RecOptions) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_items + 1, options.hidden_dim, padding_idx=n_items)
+        self.dropout = nn.Dropout(options.dropout)
+        self.gru = nn.GRU(options.hidden_dim, options.hidden_dim, options.num_layers, batch_first=True)
+        self.output = nn.Linear(options.hidden_dim, n_items)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        """Hidden state after every position ``[B, L, H]``."""
+        return self.gru(self.dropout(self.embedding(items)))[0]
+
+
+class GRU4Rec(Model):
+    """GRU4Rec: a GRU over the item sequence predicts the next item at every position."""
+
+    options: GRU4RecOptions
+
+    def build(self, data: Interactions) -> GRU4RecModule:
+        return GRU4RecModule(data.n_items, self.options)
+
+    def training_examples(self, train: TrainView) -> SequenceChunks:
+        return SequenceChunks(train, self.options.context_length)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        hidden = self.module(batch["items"])[batch["mask"]]
+        return F.cross_entropy(self.module.output(hidden), batch["targets"][batch["mask"]])
+
+    @torch.no_grad()
+    def score(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        self.module.eval()
+        window = histories[:, -self.options.context_length :].to(self.device)
+        return self.module.output(self.module(window)[:, -1]).float()
+
+
+class Precision(Metric):
+    """Precision@k: the share of the k recommended items that are relevant (hits / k with one relevant item)."""
+
+    def compute(self, ranked: RankedLists, k: int) -> float:
+        return ((ranked.target_rank < k).double() / k).mean().item()
+
+
+@hookimpl
+def register_components(register) -> None:
+    register.model("gru4rec", GRU4Rec, GRU4RecOptions)
+    register.metric("precision", Precision)
