@@ -28,9 +28,9 @@ def test_seed_architecture_shapes(ml1m_dir: Path) -> None:
     model = small_model(data)
     module = model.module
     assert module.interaction[0].in_features == 5 * (32 + 32)  # the seed's flattened join (320)
-    assert module.output.bias is None and module.output.out_features == data.n_items
+    assert module.output_layer.bias is None and module.output_layer.out_features == data.n_items
     assert len(module.movies.blocks) == 4 and module.movies.blocks[0].attn.heads == 4
-    assert module.movies.tokens.num_embeddings == data.n_items + 1  # + padding token
+    assert module.movies.tokens.ids.num_embeddings == data.n_items + 1  # + padding token
     users = torch.tensor([0, 1, -1])  # -1: a user the model never saw (cold start)
     histories = torch.tensor([[data.pad_token] * 3 + [1, 2, 3, 4], [1, 2, 3, 4, 5, 6, 7], [data.pad_token] * 6 + [2]])
     scores = model.score(users, histories)
@@ -102,3 +102,25 @@ def test_all_positions_objective_trains(ml1m_dir: Path) -> None:
         optimizer.step()
     assert loss.item() < first / 2
     assert model.score(torch.tensor([0]), torch.tensor([[1, 2, 3]])).shape == (1, data.n_items)
+
+
+def test_tied_output_and_side_features(ml1m_dir: Path) -> None:
+    data = load(ml1m_dir)
+    model = small_model(data, objective="all_positions", join="last", output="tied", embedding_dim=16, num_heads=2,
+                        num_layers=1, user_embedding_dim=8, user_ids=False, user_features=["gender", "age", "occupation"],
+                        item_features=["genres", "year"], interaction_hidden=[32])  # fmt: skip
+    module = model.module
+    assert module.output_layer is None and module.interaction[-1].out_features == 16
+    genres = module.item_embedding.genre_matrix
+    assert genres.shape[0] == data.n_items + 1 and torch.allclose(genres[: data.n_items].sum(1), torch.ones(data.n_items))
+    assert module.users.ids is None and len(module.users.features) == 3
+    scores = model.score(torch.tensor([0, -1]), torch.tensor([[1, 2, 3], [data.pad_token, 2, 3]]))
+    assert scores.shape == (2, data.n_items)
+    split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
+    batch = model.training_examples(split.train).batch(np.arange(8))
+    model.loss(batch).backward()
+    assert module.item_embedding.genres.weight.grad is not None  # the features are learnt
+    # a reloaded model rebuilds the feature tables from the vocabulary's metadata
+    clone = Transformer(model.options)
+    clone.load_state_dict(model.state_dict(), data)
+    assert torch.equal(clone.score(torch.tensor([0]), torch.tensor([[1, 2, 3]])), model.score(torch.tensor([0]), torch.tensor([[1, 2, 3]])))

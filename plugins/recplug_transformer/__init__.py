@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from recplug import hookimpl
 from recplug.data import Interactions
+from recplug.errors import RecplugError
 from recplug.batches import SequenceChunks, WindowExamples
 from recplug.interfaces import ExampleSource, Model
 from recplug.split import EvalCases, TrainView
@@ -49,6 +50,18 @@ class TransformerOptions:
         default=0.1, validator=attrs.validators.gt(0.0), metadata={"doc": "Uniform init range of embeddings and MLP."}
     )
     label_smoothing: float = attrs.field(default=0.0, validator=_dropout, metadata={"doc": "Cross-entropy label smoothing."})
+    output: Literal["mlp", "tied"] = attrs.field(
+        default="mlp",
+        metadata={"doc": "'mlp' (seed): bias-free Linear over the vocabulary. 'tied': dot product with the item "
+                         "embeddings (the features are projected to embedding_dim)."},
+    )
+    user_ids: bool = attrs.field(default=True, metadata={"doc": "Give each user an id embedding in the user tower."})
+    user_features: list[Literal["gender", "age", "occupation"]] = attrs.field(
+        factory=list, metadata={"doc": "users.dat features embedded in the user tower (ML-1M, ML-100K)."}
+    )
+    item_features: list[Literal["genres", "year"]] = attrs.field(
+        factory=list, metadata={"doc": "movies.dat features added to the item embeddings."}
+    )
     objective: Literal["window", "all_positions"] = attrs.field(
         default="window",
         metadata={"doc": "'window' (seed): one target per window, the item after it. 'all_positions': chunks of "
@@ -73,7 +86,10 @@ class Transformer(Model):
             dim=o.embedding_dim, layers=o.num_layers, heads=o.num_heads, user_dim=o.user_embedding_dim,
             hidden=list(o.interaction_hidden), join=o.join, embedding_dropout=o.embedding_dropout,
             attention_dropout=o.attention_dropout, residual_dropout=o.residual_dropout, eps=o.layer_norm_eps,
-            init_range=o.init_range,
+            init_range=o.init_range, output=o.output, user_ids=o.user_ids,
+            genres=genre_matrix(data) if "genres" in o.item_features else None,
+            years=year_index(data) if "year" in o.item_features else None,
+            user_features=user_codes(data, o.user_features) if o.user_features else None,
         )  # fmt: skip
 
     def training_examples(self, train: TrainView) -> ExampleSource:
@@ -100,6 +116,38 @@ class Transformer(Model):
             window = F.pad(window, (length - window.shape[1], 0), value=self.pad_token)
         self.module.eval()
         return self.module(users.to(self.device), window.to(self.device)).float()
+
+
+def genre_matrix(data: Interactions) -> torch.Tensor:
+    """``[n_items + 1, n_genres]``: each item's genres, rows summing to 1 (the padding row is zero)."""
+    genres = _item_column(data, "genres").fillna("").astype(str).str.get_dummies(sep="|")
+    matrix = torch.zeros(data.n_items + 1, max(genres.shape[1], 1))
+    values = torch.tensor(genres.to_numpy(np.float32))
+    matrix[: data.n_items, : values.shape[1]] = values / values.sum(1, keepdim=True).clamp(min=1)
+    return matrix
+
+
+def year_index(data: Interactions) -> torch.Tensor:
+    """``[n_items + 1]``: release year as an index from the earliest year (0: unknown year or padding)."""
+    years = _item_column(data, "year").astype("Float64").fillna(0).to_numpy(np.int64)
+    known = years > 0
+    index = np.zeros(data.n_items + 1, dtype=np.int64)
+    index[: data.n_items][known] = years[known] - years[known].min() + 1 if known.any() else 0
+    return torch.from_numpy(index)
+
+
+def user_codes(data: Interactions, columns: list[str]) -> torch.Tensor:
+    """``[n_users, len(columns)]`` integer codes of categorical user features (sorted categories)."""
+    if data.user_info is None:
+        raise RecplugError("user_features need user metadata (users.dat), which this dataset lacks")
+    codes = [data.user_info[c].astype(str).astype("category").cat.codes.to_numpy(np.int64) for c in columns]
+    return torch.from_numpy(np.stack(codes, axis=1))
+
+
+def _item_column(data: Interactions, column: str):
+    if data.item_info is None or column not in data.item_info:
+        raise RecplugError(f"item_features need the item metadata column {column!r}, which this dataset lacks")
+    return data.item_info[column]
 
 
 @hookimpl

@@ -46,14 +46,35 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+class ItemEmbedding(nn.Module):
+    """Item vectors: an id embedding plus, optionally, projected genres and a release-year embedding."""
+
+    def __init__(self, n_tokens: int, dim: int, genres: torch.Tensor | None, years: torch.Tensor | None) -> None:
+        super().__init__()
+        self.ids = nn.Embedding(n_tokens, dim)
+        self.genres = nn.Linear(genres.shape[1], dim, bias=False) if genres is not None else None
+        self.years = nn.Embedding(int(years.max()) + 1, dim) if years is not None else None
+        self.register_buffer("genre_matrix", genres, persistent=False)
+        self.register_buffer("year_index", years, persistent=False)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.ids(tokens)
+        if self.genres is not None:
+            x = x + self.genres(self.genre_matrix[tokens])
+        if self.years is not None:
+            x = x + self.years(self.year_index[tokens])
+        return x
+
+
 class MovieTower(nn.Module):
     """Token + learned position embeddings, dropout, N causal blocks, final LayerNorm (no LM head)."""
 
-    def __init__(self, n_tokens: int, context: int, dim: int, layers: int, heads: int, embedding_dropout: float,
-                 attention_dropout: float, residual_dropout: float, eps: float, pad_token: int) -> None:  # fmt: skip
+    def __init__(self, items: ItemEmbedding, context: int, dim: int, layers: int, heads: int,
+                 embedding_dropout: float, attention_dropout: float, residual_dropout: float, eps: float,
+                 pad_token: int) -> None:  # fmt: skip
         super().__init__()
         self.pad_token = pad_token
-        self.tokens = nn.Embedding(n_tokens, dim)
+        self.tokens = items
         self.positions = nn.Embedding(context, dim)
         self.dropout = nn.Dropout(embedding_dropout)
         self.blocks = nn.ModuleList(
@@ -71,6 +92,29 @@ class MovieTower(nn.Module):
         return self.ln_f(x)
 
 
+class UserEmbedding(nn.Module):
+    """User vectors: an id embedding and/or embeddings of categorical features (gender, age, occupation).
+
+    A user token of -1 (a user never seen in training) gets the zero vector.
+    """
+
+    def __init__(self, n_users: int, dim: int, use_ids: bool, features: torch.Tensor | None) -> None:
+        super().__init__()
+        self.ids = nn.Embedding(n_users, dim) if use_ids else None
+        cardinalities = (features.max(0).values + 1).tolist() if features is not None else []
+        self.features = nn.ModuleList(nn.Embedding(int(c), dim) for c in cardinalities)
+        self.register_buffer("feature_codes", features, persistent=False)
+
+    def forward(self, users: torch.Tensor) -> torch.Tensor:
+        safe = users.clamp(min=0)
+        parts = [self.ids(safe)] if self.ids is not None else []
+        parts += [table(self.feature_codes[safe, i]) for i, table in enumerate(self.features)]
+        return torch.stack(parts).sum(0) * (users >= 0)[:, None]
+
+    def _dim(self) -> int:
+        return (self.ids or self.features[0]).embedding_dim
+
+
 def _causal_padding_mask(is_pad: torch.Tensor) -> torch.Tensor | None:
     """Boolean ``[B, 1, L, L]`` mask: attend to earlier non-padding keys (and always to oneself)."""
     if not bool(is_pad.any()):
@@ -82,23 +126,35 @@ def _causal_padding_mask(is_pad: torch.Tensor) -> torch.Tensor | None:
 
 
 class UserTowerTransformer(nn.Module):
-    """Movie tower + user-embedding tower, joined through an interaction MLP into item logits."""
+    """Movie tower + user tower, joined through an interaction MLP into item logits.
+
+    ``output='mlp'`` (the seed's): a bias-free Linear over the item vocabulary. ``output='tied'``: the
+    features are projected to the item-embedding width and scored by dot product with the item vectors.
+    """
 
     def __init__(self, *, n_items: int, n_users: int, pad_token: int, context: int, dim: int, layers: int,
                  heads: int, user_dim: int, hidden: list[int], join: str, embedding_dropout: float,
-                 attention_dropout: float, residual_dropout: float, eps: float, init_range: float) -> None:  # fmt: skip
+                 attention_dropout: float, residual_dropout: float, eps: float, init_range: float,
+                 output: str = "mlp", user_ids: bool = True, genres: torch.Tensor | None = None,
+                 years: torch.Tensor | None = None, user_features: torch.Tensor | None = None) -> None:  # fmt: skip
         super().__init__()
         self.join = join
-        self.movies = MovieTower(n_items + 1, context, dim, layers, heads, embedding_dropout, attention_dropout,
-                                 residual_dropout, eps, pad_token)  # fmt: skip
-        self.users = nn.Embedding(n_users, user_dim) if user_dim else None
-        width = (dim + user_dim) * (context if join == "flatten" else 1)
+        self.n_items = n_items
+        self.item_embedding = ItemEmbedding(n_items + 1, dim, genres, years)
+        self.movies = MovieTower(self.item_embedding, context, dim, layers, heads, embedding_dropout,
+                                 attention_dropout, residual_dropout, eps, pad_token)  # fmt: skip
+        has_user = user_dim > 0 and (user_ids or user_features is not None)
+        self.users = UserEmbedding(n_users, user_dim, user_ids, user_features) if has_user else None
+        width = (dim + (user_dim if has_user else 0)) * (context if join == "flatten" else 1)
         layers_: list[nn.Module] = []
         for size in hidden:
             layers_ += [nn.Linear(width, size), nn.ReLU()]
             width = size
+        if output == "tied" and width != dim:
+            layers_.append(nn.Linear(width, dim))
         self.interaction = nn.Sequential(*layers_)
-        self.output = nn.Linear(width, n_items, bias=False)
+        self.tied = output == "tied"
+        self.output_layer = None if self.tied else nn.Linear(width, n_items, bias=False)
         self._init(init_range)
 
     def _init(self, init_range: float) -> None:
@@ -106,12 +162,19 @@ class UserTowerTransformer(nn.Module):
             if isinstance(module, nn.Embedding):
                 nn.init.uniform_(module.weight, -init_range, init_range)
             elif isinstance(module, nn.Linear):
-                if name.startswith("movies."):
+                if name.startswith("movies.blocks"):
                     nn.init.normal_(module.weight, std=0.02)
                 else:
                     nn.init.uniform_(module.weight, -init_range, init_range)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+
+    def output(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits over the item vocabulary for features ``[..., H]``."""
+        if self.tied:
+            items = self.item_embedding(torch.arange(self.n_items, device=features.device))
+            return features @ items.T
+        return self.output_layer(features)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits ``[B, n_items]`` for the item after each window ``items`` ``[B, context]``."""
@@ -125,8 +188,8 @@ class UserTowerTransformer(nn.Module):
         return self.interaction(self.with_user(self.movies(items), users))
 
     def with_user(self, x: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """Join the user vector to every position of ``x`` ``[B, L, D]``; unknown users (-1) get zeros."""
+        """Join the user vector to every position of ``x`` ``[B, L, D]``."""
         if self.users is None:
             return x
-        u = self.users(users.clamp(min=0)) * (users >= 0)[:, None]
+        u = self.users(users)
         return torch.cat([x, u[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)
