@@ -64,6 +64,8 @@ class RankedLists:
     n_items: int
     item_popularity: torch.Tensor
     """float64 ``[n_items]``: how often each item occurs in the training data."""
+    item_genres: torch.Tensor | None = None
+    """bool ``[n_items, n_genres]``: each item's genres, when the dataset has them."""
 
 
 @torch.no_grad()
@@ -99,7 +101,16 @@ def rank_cases(
         targets=targets,
         n_items=data.n_items,
         item_popularity=popularity,
+        item_genres=item_genres(data),
     )
+
+
+def item_genres(data: Interactions) -> torch.Tensor | None:
+    """Multi-hot genres ``[n_items, n_genres]`` from the item metadata's '|'-separated ``genres`` column."""
+    if data.item_info is None or "genres" not in data.item_info:
+        return None
+    dummies = data.item_info["genres"].fillna("").astype(str).str.get_dummies(sep="|")
+    return torch.from_numpy(dummies.to_numpy(bool))
 
 
 def compute_metrics(ranked: RankedLists, metrics: dict[str, Metric], ks: list[int]) -> dict[str, dict[int, float]]:

@@ -179,18 +179,18 @@ def results_document(spec: ExperimentSpec, data: Interactions, fitted: list[Fitt
 
 
 def results_markdown(results: dict) -> str:
-    """One markdown table per split: recommenders as rows, metric@k as columns."""
+    """One markdown table per split: a row per recommender and k, a column per metric."""
     out = []
     for split, protocol in results["protocols"].items():
         rows = [r for r in results["rows"] if r["split"] == split]
-        columns = list(dict.fromkeys((r["metric"], r["k"]) for r in rows))
-        recommenders = list(dict.fromkeys(r["recommender"] for r in rows))
-        value = {(r["recommender"], r["metric"], r["k"]): r["value"] for r in rows}
+        metrics = list(dict.fromkeys(r["metric"] for r in rows))
+        keys = list(dict.fromkeys((r["recommender"], r["k"]) for r in rows))
+        value = {(r["recommender"], r["k"], r["metric"]): r["value"] for r in rows}
         out.append(f"### {split} ({protocol['test_cases']} test cases, {protocol['candidates']}, "
                    f"seen items {'excluded' if protocol['seen_items_excluded'] else 'kept'})\n")
-        out.append("| recommender | " + " | ".join(f"{m}@{k}" for m, k in columns) + " |")
-        out.append("|---|" + "---:|" * len(columns))
-        for rec in recommenders:
-            out.append(f"| {rec} | " + " | ".join(f"{value[(rec, m, k)]:.4f}" for m, k in columns) + " |")
+        out.append("| recommender | k | " + " | ".join(metrics) + " |")
+        out.append("|---|---:|" + "---:|" * len(metrics))
+        for rec, k in keys:
+            out.append(f"| {rec} | {k} | " + " | ".join(f"{value[(rec, k, m)]:.4f}" for m in metrics) + " |")
         out.append("")
     return "\n".join(out)

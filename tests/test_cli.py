@@ -47,7 +47,7 @@ def test_run_writes_results_and_prints_tables(spec: Path, tmp_path: Path) -> Non
     assert results["seed"] == 3
     resolved = json.loads((out / "spec.json").read_text())
     assert resolved["recommenders"]["most-popular"]["use"] == "popularity"
-    assert (out / "results.md").read_text().count("| popularity |") == 2
+    assert (out / "results.md").read_text().count("| popularity | 10 |") == 2  # one row per split and k
 
 
 def test_set_overrides_spec_values(spec: Path, tmp_path: Path) -> None:

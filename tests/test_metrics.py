@@ -51,3 +51,21 @@ def test_ndcg_matches_sklearn_on_random_cases(metrics, k: int) -> None:
     rank = np.argmax(order == targets[:, None], axis=1)
     rank = np.where(rank < 10, rank, 10)
     assert metrics["ndcg"].compute(ranked_from(rank.tolist()), k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_beyond_accuracy_metrics_hand_computed(registry) -> None:
+    m = resolve_metrics(["coverage", "novelty", "diversity", "popularity_bias"], registry)
+    popularity = torch.tensor([6.0, 2.0, 0.0, 0.0], dtype=torch.float64)  # items 2, 3 never occur in training
+    genres = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 1]], dtype=torch.bool)
+    ranked = RankedLists(
+        top_items=torch.tensor([[0, 1], [0, 2]]), target_rank=torch.tensor([2, 2]), targets=torch.tensor([3, 3]),
+        n_items=4, item_popularity=popularity, item_genres=genres,
+    )
+    assert m["coverage"].compute(ranked, 2) == pytest.approx(2 / 2)  # items 0 and 1 of the catalogue {0, 1}
+    assert m["coverage"].compute(ranked, 1) == pytest.approx(1 / 2)
+    info = lambda c: -math.log2((c + 1) / 12)  # noqa: E731  (Laplace-smoothed counts sum to 12)
+    assert m["novelty"].compute(ranked, 2) == pytest.approx((2 * info(6) + info(2) + info(0)) / 4)
+    # list 1: genres {a} vs {a, b}: 1 - 1/2; list 2: {a} vs {b}: 1 - 0
+    assert m["diversity"].compute(ranked, 2) == pytest.approx((0.5 + 1.0) / 2)
+    assert m["popularity_bias"].compute(ranked, 2) == pytest.approx(((6 + 2 + 6 + 0) / 4) / 4.0)
+    assert not m["popularity_bias"].higher_is_better

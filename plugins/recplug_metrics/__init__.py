@@ -9,6 +9,13 @@ With ``r`` the 0-based position of the target in the top-k list (a miss when abs
 - ``ndcg@k``     = DCG@k / IDCG@k = 1 / log2(r + 2) if r < k (IDCG = 1)
 
 Each is averaged over evaluation cases.
+
+Beyond accuracy, over the top-k lists (popularity = occurrences in the training data):
+
+- ``coverage@k``        = share of the catalogue (items that occur in training) recommended to anyone
+- ``novelty@k``         = mean self-information -log2(pop(i) / sum(pop)) of recommended items (Laplace-smoothed)
+- ``diversity@k``       = mean over lists of the average pairwise genre distance 1 - Jaccard(genres_i, genres_j)
+- ``popularity_bias@k`` = mean popularity of recommended items / mean popularity of catalogue items (1 = neutral)
 """
 
 from __future__ import annotations
@@ -47,9 +54,57 @@ class NDCG(Metric):
         return torch.where(rank < k, 1.0 / torch.log2(rank + 2.0), 0.0).mean().item()
 
 
+class Coverage(Metric):
+    """Catalogue coverage: share of the items occurring in training that appear in some top-k list."""
+
+    def compute(self, ranked: RankedLists, k: int) -> float:
+        catalogue = ranked.item_popularity > 0
+        shown = torch.zeros(ranked.n_items, dtype=torch.bool)
+        shown[ranked.top_items[:, :k].reshape(-1)] = True
+        return ((shown & catalogue).sum() / catalogue.sum().clamp(min=1)).item()
+
+
+class Novelty(Metric):
+    """Mean self-information (bits) of recommended items: rarer items are more novel."""
+
+    def compute(self, ranked: RankedLists, k: int) -> float:
+        counts = ranked.item_popularity + 1.0
+        information = -torch.log2(counts / counts.sum())
+        return information[ranked.top_items[:, :k]].mean().item()
+
+
+class Diversity(Metric):
+    """Intra-list diversity by genre: mean pairwise 1 - Jaccard of the recommended items' genres."""
+
+    def compute(self, ranked: RankedLists, k: int) -> float:
+        if ranked.item_genres is None or k < 2:
+            return float("nan")
+        genres = ranked.item_genres[ranked.top_items[:, :k]].double()  # [N, k, G]
+        shared = genres @ genres.transpose(1, 2)
+        sizes = genres.sum(2)
+        union = sizes[:, :, None] + sizes[:, None, :] - shared
+        distance = 1 - torch.where(union > 0, shared / union.clamp(min=1), 1.0)
+        pairs = k * (k - 1)
+        return (distance.sum((1, 2)) / pairs).mean().item()
+
+
+class PopularityBias(Metric):
+    """Mean popularity of recommended items relative to the catalogue's mean (1 = no bias; lower is better)."""
+
+    higher_is_better = False
+
+    def compute(self, ranked: RankedLists, k: int) -> float:
+        catalogue = ranked.item_popularity[ranked.item_popularity > 0]
+        return (ranked.item_popularity[ranked.top_items[:, :k]].mean() / catalogue.mean()).item()
+
+
 @hookimpl
 def register_components(register) -> None:
     register.metric("hit_rate", HitRate)
     register.metric("mrr", MRR)
     register.metric("map", MAP)
     register.metric("ndcg", NDCG)
+    register.metric("coverage", Coverage)
+    register.metric("novelty", Novelty)
+    register.metric("diversity", Diversity)
+    register.metric("popularity_bias", PopularityBias)
