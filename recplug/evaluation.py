@@ -5,6 +5,7 @@ Everything is batched tensor work; metrics then reduce the :class:`RankedLists`.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import attrs
@@ -84,7 +85,8 @@ def rank_cases(
     tops, ranks = [], []
     targets = torch.from_numpy(cases.targets(data))
     bounds = range(0, len(cases), batch_size)
-    for lo in tqdm(bounds, desc=progress, leave=False, disable=progress is None or len(bounds) < 4):
+    quiet = progress is None or len(bounds) < 4 or not logging.getLogger("recplug").isEnabledFor(logging.INFO)
+    for lo in tqdm(bounds, desc=progress, leave=False, disable=quiet):
         hi = min(lo + batch_size, len(cases))
         users = torch.from_numpy(cases.users[lo:hi])
         histories = gather_histories(data, cases.history_start[lo:hi], cases.target_pos[lo:hi])
@@ -110,7 +112,7 @@ def item_genres(data: Interactions) -> torch.Tensor | None:
     if data.item_info is None or "genres" not in data.item_info:
         return None
     dummies = data.item_info["genres"].fillna("").astype(str).str.get_dummies(sep="|")
-    return torch.from_numpy(dummies.to_numpy(bool))
+    return torch.tensor(dummies.to_numpy(bool))
 
 
 def compute_metrics(ranked: RankedLists, metrics: dict[str, Metric], ks: list[int]) -> dict[str, dict[int, float]]:

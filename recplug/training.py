@@ -89,7 +89,8 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
         model.module.train()
         order = np.random.default_rng([context.seed, epoch]).permutation(len(examples))
         started, seen, total_loss = time.perf_counter(), 0, 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False, disable=None)
+        quiet = None if log.isEnabledFor(logging.INFO) else True  # None: only on a terminal
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False, disable=quiet)
         for i in bar:
             batch = examples.batch(order[i * opts.batch_size : (i + 1) * opts.batch_size])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
