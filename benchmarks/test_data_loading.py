@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -19,7 +20,7 @@ _min_seconds: dict[str, float] = {}
 
 @pytest.mark.benchmark(group="ml1m-load")
 def test_recplug_load_tokenise_sequences(benchmark, real_ml1m: Path) -> None:
-    dataset = MovieLens(MovieLensOptions(data_dir=str(real_ml1m)))
+    dataset = MovieLens(MovieLensOptions(data_dir=str(real_ml1m), cache=False))  # parse every time
     data = benchmark.pedantic(dataset.load, args=(RunContext(),), rounds=10, warmup_rounds=1)
     assert data.n_interactions == 1_000_209 and data.n_users == 6_040
     if benchmark.enabled:
@@ -37,3 +38,15 @@ def test_pandas_python_engine_read_only(benchmark, real_ml1m: Path) -> None:
         print(f"\nrecplug load {_min_seconds['recplug']:.3f}s vs pandas python engine {benchmark.stats.stats.min:.3f}s: "
               f"ratio {ratio:.4f} (target <= {MAX_RATIO})")  # fmt: skip
         assert ratio <= MAX_RATIO
+
+
+@pytest.mark.benchmark(group="ml1m-load-cached")
+def test_second_load_from_the_fingerprint_cache(benchmark, real_ml1m: Path) -> None:
+    dataset = MovieLens(MovieLensOptions(data_dir=str(real_ml1m)))
+    first = dataset.load(RunContext())  # parses and fills the cache
+    data = benchmark.pedantic(dataset.load, args=(RunContext(),), rounds=10)
+    assert data.fingerprint == first.fingerprint and np.array_equal(data.items, first.items)
+    assert isinstance(data.items, np.memmap)
+    if benchmark.enabled:
+        print(f"\ncached ML-1M load: {benchmark.stats.stats.min:.4f}s (target <= 0.1s)")
+        assert benchmark.stats.stats.min <= 0.1

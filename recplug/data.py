@@ -8,7 +8,12 @@ items, in time order, are ``items[offsets[u]:offsets[u + 1]]``.
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -162,3 +167,41 @@ def _user_time_order(user_tok: np.ndarray, timestamps: np.ndarray) -> np.ndarray
     if relative.max() < 2**32 and len(user_tok) and user_tok.max() < 2**31:
         return np.argsort((user_tok.astype(np.int64) << 32) | relative, kind="stable")
     return np.lexsort((np.arange(len(timestamps)), timestamps, user_tok))
+
+
+_ARRAYS = ("user_ids", "item_ids", "offsets", "items", "ratings", "timestamps")
+
+
+def save_interactions(data: Interactions, folder: Path) -> None:
+    """Write ``data`` as .npy arrays plus JSON metadata, atomically (a temporary folder renamed into place)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        for name in _ARRAYS:
+            np.save(staging / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
+        for name in ("item_info", "user_info"):
+            frame = getattr(data, name)
+            if frame is not None:
+                frame.to_json(staging / f"{name}.json", orient="split", index=False)
+        meta = {"fingerprint": data.fingerprint, "source": data.source}
+        (staging / "meta.json").write_text(json.dumps(meta))
+        os.replace(staging, folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # a cache that cannot be written is only a missed speed-up
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_interactions(folder: Path) -> Interactions | None:
+    """Read what :func:`save_interactions` wrote, arrays memory-mapped; None when absent or incomplete."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS}
+        frames = {}
+        for name in ("item_info", "user_info"):
+            path = folder / f"{name}.json"
+            frames[name] = pd.read_json(path, orient="split", dtype=False) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+    return Interactions(**arrays, **frames, fingerprint=meta["fingerprint"], source=meta["source"])

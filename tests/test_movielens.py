@@ -149,3 +149,17 @@ def test_real_ml1m_counts(real_ml1m: Path) -> None:
     assert np.all(np.diff(data.timestamps)[np.diff(data.user_of) == 0] >= 0)  # time-ordered within users
     raw = read_ratings(real_ml1m / "ratings.dat")
     assert float(raw.ratings.mean()) == pytest.approx(3.581564, abs=1e-6)
+
+
+def test_second_load_comes_from_the_fingerprint_cache(ml1m_dir: Path) -> None:
+    first = load(ml1m_dir)
+    second = load(ml1m_dir)
+    assert isinstance(second.items, np.memmap) and not isinstance(first.items, np.memmap)
+    for name in ("user_ids", "item_ids", "offsets", "items", "ratings", "timestamps"):
+        assert np.array_equal(getattr(first, name), getattr(second, name))
+    assert second.item_info.equals(first.item_info) or second.item_info.astype(str).equals(first.item_info.astype(str))
+    # a changed file has another fingerprint: parsed again, never served stale
+    ratings = ml1m_dir / "ratings.dat"
+    ratings.write_text(ratings.read_text() + "1::1::5::978300000\n")
+    third = load(ml1m_dir)
+    assert third.n_interactions == first.n_interactions + 1 and not isinstance(third.items, np.memmap)

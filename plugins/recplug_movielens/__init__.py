@@ -9,13 +9,13 @@ from typing import Literal
 import attrs
 
 from recplug import hookimpl
-from recplug.data import Interactions, build_interactions
+from recplug.data import Interactions, build_interactions, load_interactions, save_interactions
 from recplug.errors import DataError
 from recplug.interfaces import Dataset, RunContext
 from recplug.paths import cache_dir
 
 from .download import download_release
-from .formats import FORMATS, read_movies, read_ratings, read_users
+from .formats import FORMATS, file_sha256, read_movies, read_ratings, read_users
 
 Variant = Literal["ml-1m", "ml-100k", "ml-10m", "ml-20m", "ml-25m", "ml-latest-small", "ml-latest"]
 
@@ -31,6 +31,11 @@ class MovieLensOptions:
         },
     )
     download: bool = attrs.field(default=True, metadata={"doc": "Download into the cache when no copy is found."})
+    cache: bool = attrs.field(
+        default=True,
+        metadata={"doc": "Keep the parsed arrays in the recplug cache, keyed by the rating file's sha256, and "
+                         "memory-map them on later loads."},
+    )
 
 
 class MovieLens(Dataset):
@@ -40,6 +45,19 @@ class MovieLens(Dataset):
 
     def load(self, context: RunContext) -> Interactions:
         folder = self.locate()
+        fmt = FORMATS[self.options.variant]
+        if self.options.cache:
+            fingerprint = file_sha256(folder / fmt.ratings)
+            cached = cache_dir() / "parsed" / f"{self.options.variant}-{fingerprint}"
+            if (data := load_interactions(cached)) is not None:
+                return attrs.evolve(data, source={**data.source, "path": str(folder)})
+        data = self.parse(folder)
+        if self.options.cache:
+            save_interactions(data, cached)
+        return data
+
+    def parse(self, folder: Path) -> Interactions:
+        """Read and tokenise the release's files in ``folder``."""
         fmt = FORMATS[self.options.variant]
         raw = read_ratings(folder / fmt.ratings)
         movies = read_movies(folder / fmt.movies)

@@ -175,6 +175,11 @@ def _split_line(line: str, n_fields: int, path: Path, number: int, sep: str = ":
     return fields
 
 
+def file_sha256(path: Path) -> str:
+    """sha256 of a file (the data fingerprint)."""
+    return hashlib.sha256(_read_bytes(path)).hexdigest()
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()
