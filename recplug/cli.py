@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
 
-from . import __version__
+from . import __version__, distributed
 from .errors import RecplugError, SpecError
 
 EPILOG_RUN = """\
@@ -113,9 +114,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         raise SpecError("give a spec file (recplug run SPEC.toml) or --resume RUN_DIR")
     spec = parse_spec(apply_overrides(data, args.overrides), registry)
-    result = run_experiment(spec, registry, run_dir=run_dir, resume=bool(args.resume))
-    print(f"\n## {spec.experiment.name}: results (run directory {result.run_dir})\n")
-    print((result.run_dir / "results.md").read_text())
+    distributed.setup()  # a no-op unless started by torchrun with several processes
+    try:
+        result = run_experiment(spec, registry, run_dir=run_dir, resume=bool(args.resume))
+    finally:
+        distributed.teardown()
+    if distributed.is_main() and result.results:
+        print(f"\n## {spec.experiment.name}: results (run directory {result.run_dir})\n")
+        print((result.run_dir / "results.md").read_text())
     return 0
 
 
@@ -207,9 +213,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO, format="[recplug] %(message)s", stream=sys.stderr
-    )
+    quiet = args.quiet or int(os.environ.get("RANK", "0")) > 0  # under torchrun only rank 0 reports progress
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="[recplug] %(message)s", stream=sys.stderr)
     warnings.formatwarning = lambda message, *_args, **_kw: f"recplug: warning: {message}\n"
     if not getattr(args, "handler", None):
         parser.print_help()

@@ -14,7 +14,7 @@ import attrs
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .data import Interactions
 from .evaluation import evaluate, resolve_metrics, training_popularity
 from .interfaces import Model, Recommender, RunContext
@@ -74,10 +74,12 @@ def run_experiment(
     data = _build(registry, spec.dataset).load(RunContext(seed=seed, device=device))
     log.info("loaded %s in %.2fs: %s", spec.dataset.label, time.perf_counter() - started, data.summary())
 
-    run_dir = Path(run_dir) if run_dir else new_run_dir(spec)  # created only once the data is known to load
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "spec.json").write_text(json.dumps(spec.resolved(), indent=2))
-    log.info("run directory: %s (device %s)", run_dir, device)
+    main = distributed.is_main()  # under torchrun, only rank 0 writes; every rank trains
+    run_dir = distributed.broadcast(Path(run_dir) if run_dir else new_run_dir(spec) if main else None)
+    if main:  # created only once the data is known to load
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "spec.json").write_text(json.dumps(spec.resolved(), indent=2))
+        log.info("run directory: %s (device %s, %d process(es))", run_dir, device, distributed.world_size())
     context = RunContext(seed=seed, device=device, run_dir=str(run_dir), resume=resume)
     metrics = resolve_metrics(spec.evaluation.metrics, registry)
 
@@ -97,15 +99,19 @@ def run_experiment(
             fit_seconds = time.perf_counter() - t0
             values = evaluate(
                 recommender, data, split.test, metrics, spec.evaluation, popularity, progress=f"evaluating {rec_spec.label}"
-            )
+            ) if main else {}  # fmt: skip
             log.info("%s on %s: fitted in %.1fs", rec_spec.label, split_spec.label, fit_seconds)
             fitted.append(FittedRecommender(rec_spec, split, recommender, values, fit_seconds))
 
+    if not main:
+        distributed.barrier()
+        return RunResult(run_dir, data, fitted, {})
     results = results_document(spec, data, fitted, seed)
     if spec.experiment.register:
         results["registered"] = register_models(spec, registry, data, fitted, results)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     (run_dir / "results.md").write_text(results_markdown(results))
+    distributed.barrier()
     return RunResult(run_dir, data, fitted, results)
 
 

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import distributed
 from .devices import resolve_device
 
 if TYPE_CHECKING:
@@ -68,7 +69,14 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
     val_examples = model.validation_examples(train.data, validation)
     val_cases = _subsample(validation, opts.validation_cases, context.seed)
 
+    world, rank = distributed.world_size(), distributed.rank()
+    if opts.batch_size % world:
+        from .errors import SpecError
+
+        raise SpecError(f"batch_size {opts.batch_size} must be divisible by the {world} processes", where="training.batch_size")
     steps_per_epoch = math.ceil(len(examples) / opts.batch_size)
+    if world > 1 and len(examples) % opts.batch_size and len(examples) % opts.batch_size < world:
+        steps_per_epoch -= 1  # a final batch too small to give every process a share
     if opts.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, opts.max_steps_per_epoch)
     total_steps = steps_per_epoch * opts.epochs
@@ -76,14 +84,20 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
         model.module.parameters(), lr=opts.lr, betas=tuple(opts.betas), weight_decay=opts.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opts, total_steps))
-    checkpoints = Checkpoints(Path(context.run_dir) / "checkpoints" if context.run_dir else None)
+    checkpoints = Checkpoints(Path(context.run_dir) / "checkpoints" if context.run_dir and rank == 0 else None)
     state = {"epoch": 0, "step": 0, "best": None, "bad_epochs": 0}
-    if context.resume and (resumed := checkpoints.load("last", model, optimizer, scheduler)):
+    resume_from = Checkpoints(Path(context.run_dir) / "checkpoints") if context.run_dir else checkpoints
+    if context.resume and (resumed := resume_from.load("last", model, optimizer, scheduler)):
+        checkpoints.best_state = resume_from.best_state
         state.update(resumed)
         log.info("resumed from epoch %d", state["epoch"])
     step_fn = torch.compile(model.loss) if opts.compile else model.loss
+    if world > 1:  # DistributedDataParallel averages the gradients of every process's share
+        from torch.nn.parallel import DistributedDataParallel
+
+        step_fn = DistributedDataParallel(distributed.LossModule(model), device_ids=[device.index] if device.type == "cuda" else None)
     autocast = device.type == "cuda" and opts.amp
-    writer = _tensorboard(context)
+    writer = _tensorboard(context) if rank == 0 else None
 
     for epoch in range(state["epoch"], opts.epochs):
         model.module.train()
@@ -92,7 +106,7 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
         quiet = None if log.isEnabledFor(logging.INFO) else True  # None: only on a terminal
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False, disable=quiet)
         for i in bar:
-            batch = examples.batch(order[i * opts.batch_size : (i + 1) * opts.batch_size])
+            batch = examples.batch(order[i * opts.batch_size : (i + 1) * opts.batch_size][rank::world])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 loss = step_fn(batch)
@@ -103,7 +117,7 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
             optimizer.step()
             scheduler.step()
             state["step"] += 1
-            n = len(next(iter(batch.values())))
+            n = len(next(iter(batch.values()))) * world
             seen += n
             total_loss += loss.item() * n
             if i % 20 == 0:
@@ -123,11 +137,13 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
             for key, value in summary.items():
                 writer.add_scalar(key, value, epoch + 1)
             writer.flush()
-        log.info(
-            "epoch %d/%d  train loss %.4f  val loss %.4f  val ndcg@10 %.4f  %.0f samples/s  %.1fs%s",
-            epoch + 1, opts.epochs, summary["loss/train"], summary["loss/validation"], summary["validation/ndcg@10"],
-            summary["throughput/samples_per_s"], train_time, "  *" if improved else "",
-        )
+        if rank == 0:
+            log.info(
+                "epoch %d/%d  train loss %.4f  val loss %.4f  val ndcg@10 %.4f  %.0f samples/s  %.1fs%s",
+                epoch + 1, opts.epochs, summary["loss/train"], summary["loss/validation"],
+                summary["validation/ndcg@10"], summary["throughput/samples_per_s"], train_time,
+                "  *" if improved else "",
+            )  # fmt: skip
         if opts.patience is not None and state["bad_epochs"] >= opts.patience:
             log.info("early stop: no improvement for %d epochs", opts.patience)
             break
