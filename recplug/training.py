@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -20,6 +22,7 @@ from tqdm import tqdm
 
 from . import distributed
 from .devices import resolve_device
+from .errors import RecplugError
 
 if TYPE_CHECKING:
     from .interfaces import ExampleSource, Model, RunContext
@@ -85,7 +88,7 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opts, total_steps))
     checkpoints = Checkpoints(Path(context.run_dir) / "checkpoints" if context.run_dir and rank == 0 else None)
-    state = {"epoch": 0, "step": 0, "best": None, "bad_epochs": 0}
+    state = {"epoch": 0, "step": 0, "best": None, "bad_epochs": 0, "step_in_epoch": 0, "epoch_seen": 0, "epoch_loss": 0.0}
     resume_from = Checkpoints(Path(context.run_dir) / "checkpoints") if context.run_dir else checkpoints
     if context.resume and (resumed := resume_from.load("last", model, optimizer, scheduler)):
         checkpoints.best_state = resume_from.best_state
@@ -99,12 +102,14 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
     autocast = device.type == "cuda" and opts.amp
     writer = _tensorboard(context) if rank == 0 else None
 
+    stop = StopRequest()
     for epoch in range(state["epoch"], opts.epochs):
         model.module.train()
         order = np.random.default_rng([context.seed, epoch]).permutation(len(examples))
-        started, seen, total_loss = time.perf_counter(), 0, 0.0
+        started, seen, total_loss = time.perf_counter(), state["epoch_seen"], state["epoch_loss"]
         quiet = None if log.isEnabledFor(logging.INFO) else True  # None: only on a terminal
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False, disable=quiet)
+        steps = range(state["step_in_epoch"], steps_per_epoch)
+        bar = tqdm(steps, desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False, disable=quiet)
         for i in bar:
             batch = examples.batch(order[i * opts.batch_size : (i + 1) * opts.batch_size][rank::world])
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -122,6 +127,14 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
             total_loss += loss.item() * n
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{seen / (time.perf_counter() - started):.0f}")
+            if stop.requested:  # Ctrl-C: finish this step, keep a checkpoint of exactly here, stop
+                state.update(step_in_epoch=i + 1, epoch_seen=seen, epoch_loss=total_loss)
+                checkpoints.save("last", model, optimizer, scheduler, state)
+                stop.restore()
+                raise TrainingInterrupted(
+                    f"interrupted after step {i + 1} of epoch {epoch + 1}; checkpoint saved. "
+                    f"Continue with: recplug run --resume {Path(context.run_dir).parent.parent if context.run_dir else 'RUN_DIR'}"
+                )
         train_time = time.perf_counter() - started
         summary = {"loss/train": total_loss / max(seen, 1), "throughput/samples_per_s": seen / train_time,
                    "lr": scheduler.get_last_lr()[0]}
@@ -129,7 +142,8 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
         measure = _monitored(summary, opts.monitor)
         improved = state["best"] is None or measure < state["best"]
         state.update(epoch=epoch + 1, best=measure if improved else state["best"],
-                     bad_epochs=0 if improved else state["bad_epochs"] + 1)
+                     bad_epochs=0 if improved else state["bad_epochs"] + 1, step_in_epoch=0, epoch_seen=0,
+                     epoch_loss=0.0)  # fmt: skip
         if improved:
             checkpoints.save("best", model, optimizer, scheduler, state)
         checkpoints.save("last", model, optimizer, scheduler, state)
@@ -147,6 +161,7 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
         if opts.patience is not None and state["bad_epochs"] >= opts.patience:
             log.info("early stop: no improvement for %d epochs", opts.patience)
             break
+    stop.restore()
     if writer:
         writer.close()
     checkpoints.restore_best(model)
@@ -178,6 +193,33 @@ def validate(model: Model, examples: ExampleSource | None, cases: EvalCases, bat
         result["validation/hit_rate@10"] = hit.double().mean().item()
     model.module.train()
     return result
+
+
+class TrainingInterrupted(RecplugError):
+    """Training was stopped by Ctrl-C after a step; the last checkpoint holds exactly that step."""
+
+    exit_code = 130
+
+
+class StopRequest:
+    """Turns the first Ctrl-C (SIGINT) into a request to stop after the current step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping after the current step (Ctrl-C again to abort at once)")
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _monitored(summary: dict[str, float], monitor: str) -> float:

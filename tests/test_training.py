@@ -94,3 +94,39 @@ def test_models_without_validation_examples_monitor_ndcg() -> None:
     assert _monitored(summary, "loss") == -0.25  # not NaN, which would never count as an improvement
     assert _monitored({**summary, "loss/validation": 1.5}, "loss") == 1.5
     assert _monitored({**summary, "loss/validation": 1.5}, "ndcg@10") == -0.25
+
+
+def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
+    ml1m_dir: Path, tmp_path: Path, registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    from recplug.registry import ModelRegistry
+    from recplug.training import TrainingInterrupted
+    from recplug_transformer import Transformer
+
+    data = spec_data(ml1m_dir, batch_size=32)
+    data["experiment"]["registry"] = str(tmp_path / "registry")
+    full = run_experiment(parse_spec(data, registry), registry, run_dir=tmp_path / "full")
+
+    calls = {"n": 0}
+    original = Transformer.loss
+
+    def loss_then_ctrl_c(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 13:  # somewhere in the middle of an epoch
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, batch)
+
+    monkeypatch.setattr(Transformer, "loss", loss_then_ctrl_c)
+    with pytest.raises(TrainingInterrupted, match="interrupted after step") as info:
+        run_experiment(parse_spec(data, registry), registry, run_dir=tmp_path / "part")
+    assert info.value.exit_code == 130 and f"recplug run --resume {tmp_path / 'part'}" in info.value.message
+    assert (tmp_path / "part" / "leave_one_out" / "transformer" / "checkpoints" / "last.pt").is_file()
+    assert [r["version"] for r in ModelRegistry(tmp_path / "registry").list()] == [1]  # only the full run's
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
+
+    monkeypatch.setattr(Transformer, "loss", original)
+    resumed = run_experiment(parse_spec(data, registry), registry, run_dir=tmp_path / "part", resume=True)
+    assert metrics_of(resumed) == pytest.approx(metrics_of(full))

@@ -13,7 +13,7 @@ from recplug import hookimpl
 from recplug.data import Interactions
 from recplug.errors import RecplugError
 from recplug.batches import SequenceChunks, WindowExamples
-from recplug.interfaces import ExampleSource, Model
+from recplug.interfaces import ExampleSource, Model, exclude
 from recplug.split import EvalCases, TrainView
 
 from .modules import UserTowerTransformer
@@ -61,6 +61,11 @@ class TransformerOptions:
     )
     item_features: list[Literal["genres", "year"]] = attrs.field(
         factory=list, metadata={"doc": "movies.dat features added to the item embeddings."}
+    )
+    skip_seen: bool = attrs.field(
+        default=False,
+        metadata={"doc": "Never recommend an item already in the user's history, even where the protocol would "
+                         "allow it (the seed write-up's 'penalise repeats' idea; a no-op under leave-one-out)."},
     )
     objective: Literal["window", "all_positions"] = attrs.field(
         default="window",
@@ -115,7 +120,8 @@ class Transformer(Model):
         if window.shape[1] < length:  # short histories: pad on the left
             window = F.pad(window, (length - window.shape[1], 0), value=self.pad_token)
         self.module.eval()
-        return self.module(users.to(self.device), window.to(self.device)).float()
+        scores = self.module(users.to(self.device), window.to(self.device)).float()
+        return exclude(scores, histories) if self.options.skip_seen else scores
 
 
 def genre_matrix(data: Interactions) -> torch.Tensor:
