@@ -118,7 +118,13 @@ def build_interactions(
     item_ids = np.asarray(item_ids)
     user_tok = tokenize(user_ids, users, "user")
     item_tok = tokenize(item_ids, items, "item")
-    order = _user_time_order(user_tok, np.asarray(timestamps, dtype=np.int64))
+    timestamps = np.asarray(timestamps, dtype=np.int64)
+    ratings = np.asarray(ratings, dtype=np.float32)
+    keep = _first_of_duplicates(user_tok, item_tok, timestamps, len(item_ids))
+    if keep is not None:  # exact (user, item, timestamp) duplicates: the first row is kept
+        source = {**(source or {}), "duplicate_rows_dropped": int(len(keep) - keep.sum())}
+        user_tok, item_tok, timestamps, ratings = user_tok[keep], item_tok[keep], timestamps[keep], ratings[keep]
+    order = _user_time_order(user_tok, timestamps)
     counts = np.bincount(user_tok, minlength=len(user_ids))
     offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
@@ -127,8 +133,8 @@ def build_interactions(
         item_ids=item_ids,
         offsets=offsets,
         items=item_tok[order].astype(np.int32),
-        ratings=np.asarray(ratings, dtype=np.float32)[order],
-        timestamps=np.asarray(timestamps, dtype=np.int64)[order],
+        ratings=ratings[order],
+        timestamps=timestamps[order],
         fingerprint=fingerprint,
         item_info=None if item_info is None else item_info.reindex(item_ids).reset_index(),
         user_info=None if user_info is None else user_info.reindex(user_ids).reset_index(),
@@ -157,6 +163,29 @@ def tokenize(vocab: np.ndarray, raw: np.ndarray, what: str) -> np.ndarray:
             f"{int(unknown.sum())} ratings refer to a {what} id missing from the {what} list (first: {first})"
         )
     return tokens
+
+
+def _first_of_duplicates(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, n_items: int) -> np.ndarray | None:
+    """A mask keeping the first of each exact (user, item, timestamp) duplicate; None when there are none.
+
+    A cheap test first: with no repeated (user, item) pair there can be no duplicate row.
+    """
+    if len(users) == 0:
+        return None
+    pairs = users.astype(np.int64) * n_items + items
+    n_pairs = int(pairs.max()) + 1
+    if n_pairs <= 200_000_000:
+        seen = np.zeros(n_pairs, dtype=bool)
+        seen[pairs] = True
+        if int(np.count_nonzero(seen)) == len(pairs):
+            return None
+    rows = np.stack([pairs, timestamps], axis=1)
+    _, first = np.unique(rows, axis=0, return_index=True)
+    if len(first) == len(pairs):
+        return None
+    keep = np.zeros(len(pairs), dtype=bool)
+    keep[first] = True
+    return keep
 
 
 def _user_time_order(user_tok: np.ndarray, timestamps: np.ndarray) -> np.ndarray:

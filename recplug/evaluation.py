@@ -86,7 +86,7 @@ def rank_cases(
     targets = torch.from_numpy(cases.targets(data))
     bounds = range(0, len(cases), batch_size)
     quiet = progress is None or len(bounds) < 4 or not logging.getLogger("recplug").isEnabledFor(logging.INFO)
-    for lo in tqdm(bounds, desc=progress, leave=False, disable=quiet):
+    for lo in tqdm(bounds, desc=progress, leave=False, disable=True if quiet else None):  # None: on a terminal
         hi = min(lo + batch_size, len(cases))
         users = torch.from_numpy(cases.users[lo:hi])
         histories = gather_histories(data, cases.history_start[lo:hi], cases.target_pos[lo:hi])

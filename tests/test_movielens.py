@@ -163,3 +163,24 @@ def test_second_load_comes_from_the_fingerprint_cache(ml1m_dir: Path) -> None:
     ratings.write_text(ratings.read_text() + "1::1::5::978300000\n")
     third = load(ml1m_dir)
     assert third.n_interactions == first.n_interactions + 1 and not isinstance(third.items, np.memmap)
+
+
+def test_exact_duplicate_rows_are_dropped_keeping_the_first(ml1m_dir: Path) -> None:
+    path = ml1m_dir / "ratings.dat"
+    first_line = path.read_text().splitlines()[0]
+    user, movie, _, stamp = first_line.split("::")
+    path.write_text(path.read_text() + f"{user}::{movie}::1::{stamp}\n" + first_line + "\n")
+    data = load(ml1m_dir)
+    assert data.source["duplicate_rows_dropped"] == 2
+    raw_rows = len(path.read_text().splitlines())
+    assert data.n_interactions == raw_rows - 2
+    token = int(np.searchsorted(data.user_ids, int(user)))
+    seq = data.sequence(token).tolist()
+    assert seq.count(int(np.searchsorted(data.item_ids, int(movie)))) == 1
+
+
+def test_utf16_rating_file_is_refused_clearly(ml1m_dir: Path) -> None:
+    path = ml1m_dir / "ratings.dat"
+    path.write_bytes(path.read_text().encode("utf-16"))
+    with pytest.raises(DataError, match="not a plain-text rating file"):
+        load(ml1m_dir)

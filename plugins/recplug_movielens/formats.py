@@ -58,6 +58,11 @@ def read_ratings(path: Path) -> RawRatings:
     raw = _read_bytes(path)
     if not raw.strip():
         raise DataError("the ratings file is empty", where=str(path))
+    if b"\x00" in raw[:4096] or raw.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
+        raise DataError(
+            "not a plain-text rating file (it holds NUL bytes or a byte-order mark: UTF-16 or UTF-8 with BOM?); "
+            "MovieLens files are ASCII / ISO-8859-1", where=str(path),
+        )  # fmt: skip
     if path.suffix == ".csv":
         sep, header = ",", True
     elif path.name == "u.data":
