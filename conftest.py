@@ -17,7 +17,7 @@ def registry() -> PluginRegistry:
     return get_registry()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_ml1m() -> Path:
     """The real ML-1M folder (RECPLUG_DATA_DIR or ../shared/data); skips when absent."""
     base = Path(os.environ.get("RECPLUG_DATA_DIR") or SHARED_DATA)
