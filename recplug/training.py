@@ -279,6 +279,8 @@ class Checkpoints:
             "state": {k: v for k, v in state.items()},
             "torch_rng": torch.get_rng_state(),
         }
+        if torch.cuda.is_available():
+            payload["cuda_rng"] = torch.stack(torch.cuda.get_rng_state_all())
         tmp = self.folder / f".{name}.pt.tmp"
         torch.save(payload, tmp)
         tmp.replace(self.folder / f"{name}.pt")
@@ -287,14 +289,16 @@ class Checkpoints:
         path = self.folder / f"{name}.pt" if self.folder else None
         if path is None or not path.exists():
             return None
-        payload = torch.load(path, map_location=model.device, weights_only=True)
+        payload = torch.load(path, map_location="cpu", weights_only=True)  # load_state_dict moves to the device
         model.module.load_state_dict(payload["module"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
         torch.set_rng_state(payload["torch_rng"])
+        if "cuda_rng" in payload and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(payload["cuda_rng"]))
         best = self.folder / "best.pt"
         if best.exists():
-            self.best_state = torch.load(best, map_location=model.device, weights_only=True)["module"]
+            self.best_state = torch.load(best, map_location="cpu", weights_only=True)["module"]
         return payload["state"]
 
     def restore_best(self, model: Model) -> None:
