@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -124,3 +125,23 @@ def test_tied_output_and_side_features(ml1m_dir: Path) -> None:
     clone = Transformer(model.options)
     clone.load_state_dict(model.state_dict(), data)
     assert torch.equal(clone.score(torch.tensor([0]), torch.tensor([[1, 2, 3]])), model.score(torch.tensor([0]), torch.tensor([[1, 2, 3]])))
+
+
+def test_skip_seen_leaves_window_items_out_of_the_softmax(ml1m_dir: Path) -> None:
+    from recplug_transformer import _seen_so_far
+
+    seen = _seen_so_far(torch.tensor([[5, 1, 5, 2]]), n_items=5)  # 5 is the padding token
+    assert seen[0].int().tolist() == [[0, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 1, 0, 0, 0], [0, 1, 1, 0, 0]]
+    data = load(ml1m_dir)
+    split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
+    for objective, join in (("window", "flatten"), ("all_positions", "last")):
+        torch.manual_seed(0)
+        plain = small_model(data, objective=objective, join=join, embedding_dropout=0.0, attention_dropout=0.0,
+                            residual_dropout=0.0)  # fmt: skip
+        skipping = Transformer(attrs.evolve(plain.options, skip_seen=True))
+        skipping.prepare(data)
+        skipping.module.load_state_dict(plain.module.state_dict())
+        batch = plain.training_examples(split.train).batch(np.arange(32))
+        assert skipping.loss(batch).item() < plain.loss(batch).item()  # less competition in the softmax
+        scores = skipping.score(torch.tensor([0]), torch.tensor([[1, 2, 3]]))
+        assert torch.isinf(scores[0, [1, 2, 3]]).all() and torch.isfinite(scores[0, 4])

@@ -65,7 +65,8 @@ class TransformerOptions:
     skip_seen: bool = attrs.field(
         default=False,
         metadata={"doc": "Never recommend an item already in the user's history, even where the protocol would "
-                         "allow it (the seed write-up's 'penalise repeats' idea; a no-op under leave-one-out)."},
+                         "allow it (the seed write-up's 'penalise repeats' idea). Training then leaves the items "
+                         "already seen in the window out of the softmax too."},
     )
     objective: Literal["window", "all_positions"] = attrs.field(
         default="window",
@@ -106,11 +107,18 @@ class Transformer(Model):
         return WindowExamples(data, cases.target_pos, self.options.context_length)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        items = batch["items"]
         if "mask" in batch:  # all positions: logits only where the next item is a training target
-            features = self.module.position_features(batch["users"], batch["items"])[batch["mask"]]
-            logits, targets = self.module.output(features), batch["targets"][batch["mask"]]
+            mask = batch["mask"]
+            features = self.module.position_features(batch["users"], items)[mask]
+            logits, targets = self.module.output(features), batch["targets"][mask]
+            seen = _seen_so_far(items, self.n_items)[mask] if self.options.skip_seen else None
         else:
-            logits, targets = self.module(batch["users"], batch["items"]), batch["targets"]
+            logits, targets = self.module(batch["users"], items), batch["targets"]
+            seen = _seen_so_far(items, self.n_items)[:, -1] if self.options.skip_seen else None
+        if seen is not None:  # items already in the window cannot be the answer: leave them out of the softmax
+            seen[torch.arange(len(targets), device=seen.device), targets] = False
+            logits = logits.masked_fill(seen, float("-inf"))
         return F.cross_entropy(logits.float(), targets, label_smoothing=self.options.label_smoothing)
 
     @torch.no_grad()
@@ -122,6 +130,13 @@ class Transformer(Model):
         self.module.eval()
         scores = self.module(users.to(self.device), window.to(self.device)).float()
         return exclude(scores, histories) if self.options.skip_seen else scores
+
+
+def _seen_so_far(items: torch.Tensor, n_items: int) -> torch.Tensor:
+    """``[B, L, n_items]`` bool: the items among ``items[b, :t + 1]`` (padding ignored)."""
+    onehot = torch.zeros(*items.shape, n_items + 1, dtype=torch.uint8, device=items.device)
+    onehot.scatter_(2, items.unsqueeze(2), 1)
+    return torch.cummax(onehot, dim=1).values[..., :n_items].bool()
 
 
 def genre_matrix(data: Interactions) -> torch.Tensor:
