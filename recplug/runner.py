@@ -17,7 +17,7 @@ import torch
 from . import __version__, distributed
 from .data import Interactions
 from .evaluation import evaluate, resolve_metrics, training_popularity
-from .interfaces import Model, Recommender, RunContext
+from .interfaces import Recommender, RunContext
 from .plugins import PluginRegistry
 from .spec import ComponentSpec, ExperimentSpec
 from .split import Split

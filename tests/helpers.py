@@ -57,3 +57,25 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
 def write_spec(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def tiny_transformer_spec(path: Path, data_dir: Path, name: str, registry: Path | None = None,
+                          model: str = "", training: str = "epochs = 1\nbatch_size = 64", evaluation: str = "") -> Path:  # fmt: skip
+    """A spec file that trains a small transformer on ``data_dir`` (extra TOML lines per section)."""
+    registry_line = f'registry = "{registry}"' if registry else ""
+    return write_spec(path, f"""
+[experiment]
+name = "{name}"
+{registry_line}
+[dataset.movielens]
+data_dir = "{data_dir}"
+[recommenders.transformer]
+embedding_dim = 16
+num_layers = 1
+num_heads = 2
+{model}
+[recommenders.transformer.training]
+{training}
+[evaluation]
+{evaluation}
+""")

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import write_ml1m, write_spec
 
+from helpers import tiny_transformer_spec, write_ml1m
 from recplug.registry import ModelRegistry
 
 TOLERANCE = 0.02
@@ -25,28 +25,9 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_two_processes_match_one(tmp_path: Path) -> None:
     data = write_ml1m(tmp_path / "ml-1m", n_users=80)
-    spec = write_spec(tmp_path / "s.toml", f"""
-[experiment]
-name = "ddp"
-seed = 4
-device = "cpu"
-registry = "{tmp_path / 'registry'}"
-[dataset.movielens]
-data_dir = "{data}"
-[recommenders.transformer]
-embedding_dim = 16
-num_layers = 1
-num_heads = 2
-user_embedding_dim = 8
-embedding_dropout = 0.0
-attention_dropout = 0.0
-residual_dropout = 0.0
-[recommenders.transformer.training]
-epochs = 2
-batch_size = 64
-[evaluation]
-ks = [5, 10]
-""")
+    no_dropout = "user_embedding_dim = 8\nembedding_dropout = 0.0\nattention_dropout = 0.0\nresidual_dropout = 0.0"
+    spec = tiny_transformer_spec(tmp_path / "s.toml", data, "ddp", tmp_path / "registry", model=no_dropout,
+                                 training="epochs = 2\nbatch_size = 64", evaluation="ks = [5, 10]")  # fmt: skip
     env = {"OMP_NUM_THREADS": "1"}
     single = run([sys.executable, "-m", "recplug", "run", str(spec), "--out", str(tmp_path / "one")], env)
     assert single.returncode == 0, single.stderr

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import write_ml1m, write_spec
 
+from helpers import tiny_transformer_spec, write_ml1m
 from recplug.registry import ModelRegistry
 
 REGISTER_FOREVER = """
@@ -60,20 +60,7 @@ def test_kill_9_during_registration_never_shows_a_partial_version(tmp_path: Path
 @pytest.mark.slow
 def test_kill_9_during_training_then_resume(tmp_path: Path) -> None:
     data = write_ml1m(tmp_path / "ml-1m", n_users=150)
-    spec = write_spec(tmp_path / "s.toml", f"""
-[experiment]
-name = "k"
-registry = "{tmp_path / 'registry'}"
-[dataset.movielens]
-data_dir = "{data}"
-[recommenders.transformer]
-embedding_dim = 16
-num_layers = 1
-num_heads = 2
-[recommenders.transformer.training]
-epochs = 30
-batch_size = 16
-""")
+    spec = tiny_transformer_spec(tmp_path / "s.toml", data, "k", tmp_path / "registry", training="epochs = 30\nbatch_size = 16")
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "recplug", "run", str(spec), "--out", str(out)],

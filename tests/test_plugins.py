@@ -7,16 +7,14 @@ import textwrap
 import types
 from pathlib import Path
 
-import attrs
 import pytest
 import torch
 
+from helpers import run_cli, write_ml1m, write_spec
 from recplug import hookimpl, hookspecs
 from recplug.errors import PluginError
-from recplug.interfaces import Baseline, Metric
+from recplug.interfaces import Baseline
 from recplug.plugins import PluginRegistry, PluginWarning
-
-from helpers import run_cli, write_ml1m, write_spec
 
 TINY_PLUGIN = '''
 import attrs, torch

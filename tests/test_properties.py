@@ -4,17 +4,15 @@ never in an unexpected exception."""
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
+from helpers import write_ml1m
 from recplug.errors import RecplugError
 from recplug.interfaces import RunContext
 from recplug.spec import apply_overrides, parse_spec
 from recplug_movielens import MovieLens, MovieLensOptions
-
-from helpers import write_ml1m
 
 VALID = {
     "experiment": {"name": "p", "seed": 1},

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_cli, write_ml1m
 
+from helpers import run_cli
 from recplug import load_model
 from recplug.errors import RecplugError
-from recplug.registry import FORMAT_VERSION, ModelRegistry, RegistryError, _entry_digest, _write_entry
+from recplug.registry import FORMAT_VERSION, ModelRegistry, RegistryError, _write_entry
 from recplug.runner import run_experiment
 from recplug.spec import parse_spec
 from recplug.split import gather_histories

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from helpers import run_cli, write_ml1m, write_spec
 
+from helpers import run_cli, tiny_transformer_spec, write_ml1m
 from recplug.runner import run_experiment
 from recplug.spec import parse_spec
 
@@ -66,19 +65,7 @@ def test_early_stopping(ml1m_dir: Path, tmp_path: Path, registry) -> None:
 
 def test_resume_from_the_command_line(tmp_path: Path) -> None:
     data = write_ml1m(tmp_path / "ml-1m")
-    spec = write_spec(tmp_path / "s.toml", json.dumps(spec_data(data)).replace('{"', "{ \"")[0:0] + f"""
-[experiment]
-name = "cli"
-[dataset.movielens]
-data_dir = "{data}"
-[recommenders.transformer]
-embedding_dim = 8
-num_layers = 1
-num_heads = 2
-[recommenders.transformer.training]
-epochs = 1
-batch_size = 128
-""")
+    spec = tiny_transformer_spec(tmp_path / "s.toml", data, "cli", training="epochs = 1\nbatch_size = 128")
     out = tmp_path / "run"
     first = run_cli("run", str(spec), "--out", str(out))
     assert first.returncode == 0, first.stderr

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from recplug import hookimpl
+from recplug.batches import SequenceChunks, WindowExamples
 from recplug.data import Interactions
 from recplug.errors import RecplugError
-from recplug.batches import SequenceChunks, WindowExamples
 from recplug.interfaces import ExampleSource, Model, exclude
 from recplug.split import EvalCases, TrainView
 
