@@ -97,14 +97,18 @@ class Recommender(ABC):
 
     @torch.no_grad()
     def recommend(
-        self, users: torch.Tensor, histories: torch.Tensor, k: int, exclude_items: torch.Tensor | None = None,
+        self,
+        users: torch.Tensor,
+        histories: torch.Tensor,
+        k: int,
+        exclude_items: torch.Tensor | None = None,
         exclude_history: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` (item tokens ``[B, k]``, scores ``[B, k]``).
 
         Items in ``exclude_items`` (padded like histories) are never recommended; by default
         (``exclude_history``) those are the histories themselves.
-        """  # fmt: skip
+        """
         scores = self.score(users, histories).float()
         if exclude_items is None and exclude_history:
             exclude_items = histories
@@ -124,7 +128,7 @@ class Model(Recommender):
     """A torch recommender trained by recplug's training loop (see :mod:`recplug.training`).
 
     Subclasses build their ``torch.nn.Module`` in :meth:`build`, describe training
-    examples in :meth:`training_batches` and the loss in :meth:`loss`; :meth:`fit`
+    examples in :meth:`training_examples` and the loss in :meth:`loss`; :meth:`fit`
     runs the generic loop with the ``training`` options of the spec.
     """
 
