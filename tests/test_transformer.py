@@ -137,7 +137,7 @@ def test_skip_seen_leaves_window_items_out_of_the_softmax(ml1m_dir: Path) -> Non
         torch.manual_seed(0)
         plain = small_model(data, objective=objective, join=join, embedding_dropout=0.0, attention_dropout=0.0,
                             residual_dropout=0.0)  # fmt: skip
-        skipping = Transformer(attrs.evolve(plain.options, skip_seen=True))
+        skipping = Transformer(attrs.evolve(plain.options, skip_seen=True, loss_skips_seen=True))
         skipping.prepare(data)
         skipping.module.load_state_dict(plain.module.state_dict())
         batch = plain.training_examples(split.train).batch(np.arange(32))

@@ -65,8 +65,12 @@ class TransformerOptions:
     skip_seen: bool = attrs.field(
         default=False,
         metadata={"doc": "Never recommend an item already in the user's history, even where the protocol would "
-                         "allow it (the seed write-up's 'penalise repeats' idea). Training then leaves the items "
-                         "already seen in the window out of the softmax too."},
+                         "allow it (the seed write-up's 'penalise repeats' idea)."},
+    )
+    loss_skips_seen: bool = attrs.field(
+        default=False,
+        metadata={"doc": "Leave the items already in the window out of the training softmax (they are never the "
+                         "answer when repeats are excluded), so the loss spends no effort pushing them down."},
     )
     objective: Literal["window", "all_positions"] = attrs.field(
         default="window",
@@ -112,10 +116,10 @@ class Transformer(Model):
             mask = batch["mask"]
             features = self.module.position_features(batch["users"], items)[mask]
             logits, targets = self.module.output(features), batch["targets"][mask]
-            seen = _seen_so_far(items, self.n_items)[mask] if self.options.skip_seen else None
+            seen = _seen_so_far(items, self.n_items)[mask] if self.options.loss_skips_seen else None
         else:
             logits, targets = self.module(batch["users"], items), batch["targets"]
-            seen = _seen_so_far(items, self.n_items)[:, -1] if self.options.skip_seen else None
+            seen = _seen_so_far(items, self.n_items)[:, -1] if self.options.loss_skips_seen else None
         if seen is not None:  # items already in the window cannot be the answer: leave them out of the softmax
             seen[torch.arange(len(targets), device=seen.device), targets] = False
             logits = logits.masked_fill(seen, float("-inf"))
