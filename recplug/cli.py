@@ -93,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--posters", metavar="DIR", help="folder of posters named <item_id>.jpg/.png for the report")
     recommend.add_argument("--registry", metavar="DIR", help="registry folder")
     recommend.set_defaults(handler=cmd_recommend)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="evaluate a registered model under a protocol (on the data its entry records)",
+        description="Load a registered model and the dataset of its recorded spec, split it with the named "
+        "protocol and print the metrics table. Useful to measure one model under several protocols.",
+    )
+    evaluate.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    evaluate.add_argument("--split", default="leave_one_out", help="splitter plugin (default: leave_one_out)")
+    evaluate.add_argument("--set", dest="overrides", metavar="KEY.PATH=VALUE", action="append", default=[],
+                          help="override the recorded spec (e.g. dataset.movielens.data_dir=...)")
+    evaluate.add_argument("--registry", metavar="DIR", help="registry folder")
+    evaluate.set_defaults(handler=cmd_evaluate)
     return parser
 
 
@@ -207,6 +219,36 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     print(f"\ntop {args.k}:")
     for rank, item in enumerate(items, 1):
         print(f"  {rank:>2}. {item['item_id']:>6}  {item.get('title', '')}  [{item.get('genres', '')}]  {item['score']:.3f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, resolve_metrics, training_popularity
+    from .interfaces import RunContext
+    from .plugins import get_registry
+    from .registry import ModelRegistry
+    from .runner import results_markdown
+    from .spec import apply_overrides, parse_spec
+
+    plugins = get_registry()
+    served = ModelRegistry(args.registry).load(args.ref)
+    recorded = apply_overrides(served.entry["spec"], args.overrides)
+    recorded["splits"] = {args.split: {}}
+    spec = parse_spec(recorded, plugins)
+    context = RunContext(seed=spec.experiment.seed)
+    data = plugins.get("dataset", spec.dataset.plugin).cls(spec.dataset.options).load(context)
+    if data.fingerprint != served.entry["data"]["fingerprint_sha256"]:
+        raise SpecError("the data found is not the data this model was trained on (fingerprints differ)",
+                        where=str(data.source.get("path", "dataset")))  # fmt: skip
+    split = plugins.get("splitter", args.split).cls(spec.splits[0].options).split(data, context)
+    metrics = resolve_metrics(spec.evaluation.metrics, plugins)
+    values = evaluate(served.recommender, data, split.test, metrics, spec.evaluation,
+                      training_popularity(data, split.train.visible))  # fmt: skip
+    rows = [{"split": split.name, "recommender": served.ref, "metric": m, "k": k, "value": v}
+            for m, by_k in values.items() for k, v in by_k.items()]  # fmt: skip
+    protocol = {**split.protocol, "test_cases": len(split.test), "candidates": "all items (full ranking)",
+                "seen_items_excluded": spec.evaluation.exclude_seen}  # fmt: skip
+    print(results_markdown({"protocols": {split.name: protocol}, "rows": rows}))
     return 0
 
 

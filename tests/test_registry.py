@@ -198,5 +198,8 @@ def test_cli_models_and_recommend(trained, tmp_path: Path) -> None:
     assert "Recommended (4)" in report.read_text()
     cold = run_cli("recommend", "tiny-transformer", "--history", "1,3,5", "-k", "3", env=env)
     assert cold.returncode == 0 and "new user" in cold.stdout
+    evaluated = run_cli("evaluate", "tiny-transformer@production", "--split", "seed_windows", env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "### seed_windows" in evaluated.stdout and "| tiny-transformer:1 | 10 |" in evaluated.stdout
     missing = run_cli("recommend", "tiny-transformer@nope", "--user", "3", env=env)
     assert missing.returncode == 2 and "has no alias 'nope'" in missing.stderr and "Traceback" not in missing.stderr
