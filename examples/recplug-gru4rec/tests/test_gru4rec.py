@@ -78,3 +78,23 @@ ks = [1, 5]
     served = load_model("g-gru4rec", registry=str(tmp_path / "registry"))
     assert served.entry["plugin"]["distribution"] == "recplug-gru4rec"
     assert served.recommend(history=[3, 4, 5], k=1)[0]["item_id"] == 6
+
+
+def test_real_ml1m_train_register_reload(tmp_path: Path) -> None:
+    base = Path(os.environ.get("RECPLUG_DATA_DIR") or HERE.parents[3] / "shared" / "data")
+    if not (base / "ml-1m" / "ratings.dat").is_file():
+        pytest.skip(f"real MovieLens-1M not found under {base} (set RECPLUG_DATA_DIR)")
+    env = {**os.environ, "RECPLUG_DATA_DIR": str(base), "RECPLUG_REGISTRY": str(tmp_path / "registry")}
+    spec = HERE.parent / "gru4rec.toml"
+    result = subprocess.run(
+        [sys.executable, "-m", "recplug", "run", str(spec), "--out", str(tmp_path / "run"),
+         "--set", "recommenders.gru4rec.training.epochs=1", "--set", "recommenders.gru4rec.training.max_steps_per_epoch=30",
+         "--set", "recommenders.gru4rec.training.validation_cases=300"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    assert {r["metric"] for r in rows} == {"ndcg", "hit_rate", "precision"}
+    served = load_model("ml1m-gru4rec-gru4rec", registry=str(tmp_path / "registry"))
+    recs = served.recommend(user_id=1, k=5)
+    assert len(recs) == 5 and all(r["title"] for r in recs)
