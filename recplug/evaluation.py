@@ -50,6 +50,12 @@ class EvaluationOptions:
     batch_size: int = attrs.field(
         default=1024, validator=attrs.validators.ge(1), metadata={"doc": "Cases scored at once."}
     )
+    max_history: int = attrs.field(
+        default=512,
+        validator=attrs.validators.ge(1),
+        metadata={"doc": "Recommenders see at most this many recent items of a history (every seen item is still "
+                         "excluded), which bounds memory on very long histories."},
+    )
 
 
 @attrs.frozen(eq=False)
@@ -78,6 +84,7 @@ def rank_cases(
     *,
     exclude_seen: bool = True,
     batch_size: int = 1024,
+    max_history: int = 512,
     item_popularity: torch.Tensor | None = None,
     progress: str | None = None,
 ) -> RankedLists:
@@ -89,8 +96,9 @@ def rank_cases(
     for lo in tqdm(bounds, desc=progress, leave=False, disable=True if quiet else None):  # None: on a terminal
         hi = min(lo + batch_size, len(cases))
         users = torch.from_numpy(cases.users[lo:hi])
-        histories = gather_histories(data, cases.history_start[lo:hi], cases.target_pos[lo:hi])
-        seen = gather_histories(data, cases.exclude_start[lo:hi], cases.target_pos[lo:hi]) if exclude_seen else None
+        start, end = cases.history_start[lo:hi], cases.target_pos[lo:hi]
+        histories = gather_histories(data, start, end, min(int((end - start).max(initial=1)) or 1, max_history))
+        seen = seen_mask(data, cases.exclude_start[lo:hi], end) if exclude_seen else None
         top, _ = recommender.recommend(users, histories, max_k, exclude_items=seen, exclude_history=False)
         top = top.cpu()
         found = top == targets[lo:hi, None]
@@ -105,6 +113,19 @@ def rank_cases(
         item_popularity=popularity,
         item_genres=item_genres(data),
     )
+
+
+def seen_mask(data: Interactions, start: np.ndarray, end: np.ndarray) -> torch.Tensor:
+    """Boolean ``[len(start), n_items]``: the items at positions ``start[i]:end[i]`` of each row.
+
+    Built from flat indices, so memory follows the total history length, not the longest history.
+    """
+    lengths = (end - start).astype(np.int64)
+    rows = np.repeat(np.arange(len(start)), lengths)
+    positions = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(start, lengths)
+    mask = torch.zeros(len(start), data.n_items, dtype=torch.bool)
+    mask[torch.from_numpy(rows), torch.from_numpy(data.items[positions].astype(np.int64))] = True
+    return mask
 
 
 def item_genres(data: Interactions) -> torch.Tensor | None:
@@ -137,6 +158,7 @@ def evaluate(
         max(options.ks),
         exclude_seen=options.exclude_seen,
         batch_size=options.batch_size,
+        max_history=options.max_history,
         item_popularity=item_popularity,
         progress=progress,
     )

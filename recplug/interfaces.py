@@ -106,7 +106,8 @@ class Recommender(ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` (item tokens ``[B, k]``, scores ``[B, k]``).
 
-        Items in ``exclude_items`` (padded like histories) are never recommended; by default
+        Items in ``exclude_items`` (padded like histories, or a boolean ``[B, n_items]`` mask) are never
+        recommended; by default
         (``exclude_history``) those are the histories themselves.
         """
         scores = self.score(users, histories).float()
@@ -209,7 +210,12 @@ class Metric(ABC):
 
 
 def exclude(scores: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
-    """``scores`` with every item of each row's history set to ``-inf`` (padding ignored)."""
+    """``scores`` with every item of each row's history set to ``-inf`` (padding ignored).
+
+    ``histories`` is either a padded token tensor ``[B, H]`` or a boolean mask ``[B, n_items]``.
+    """
+    if histories.dtype == torch.bool:
+        return scores.masked_fill(histories.to(scores.device), float("-inf"))
     n_items = scores.shape[1]
     index = histories.clamp(max=n_items).to(scores.device)
     padded = torch.cat([scores, scores.new_zeros(scores.shape[0], 1)], dim=1)

@@ -54,3 +54,11 @@ def test_seed_windows_stride(data) -> None:
 def test_gather_histories_truncates_to_length(data) -> None:
     histories = gather_histories(data, np.array([0]), np.array([6]), length=3)
     assert histories.tolist() == [[3, 4, 5]]
+
+
+def test_seen_mask_matches_the_histories(data) -> None:
+    from recplug.evaluation import seen_mask
+
+    mask = seen_mask(data, np.array([0, 6, 8]), np.array([3, 8, 8]))
+    assert mask.shape == (3, data.n_items)
+    assert [np.flatnonzero(row).tolist() for row in mask.numpy()] == [[0, 1, 2], [6, 7], []]
