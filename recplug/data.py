@@ -179,12 +179,13 @@ def _first_of_duplicates(users: np.ndarray, items: np.ndarray, timestamps: np.nd
         seen[pairs] = True
         if int(np.count_nonzero(seen)) == len(pairs):
             return None
-    rows = np.stack([pairs, timestamps], axis=1)
-    _, first = np.unique(rows, axis=0, return_index=True)
-    if len(first) == len(pairs):
+    order = np.lexsort((timestamps, pairs))  # by pair, then time; stable, so file order within ties
+    pairs_sorted, times_sorted = pairs[order], timestamps[order]
+    repeated = (pairs_sorted[1:] == pairs_sorted[:-1]) & (times_sorted[1:] == times_sorted[:-1])
+    if not repeated.any():
         return None
-    keep = np.zeros(len(pairs), dtype=bool)
-    keep[first] = True
+    keep = np.ones(len(pairs), dtype=bool)
+    keep[order[1:][repeated]] = False
     return keep
 
 
