@@ -200,7 +200,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     items = served.recommend(user_id=args.user, history=history, k=args.k)
     raw_history = history if history is not None else served.history(args.user)
     recent = raw_history[-10:]
-    tokens = served._item_tokens(recent)
+    tokens = served.item_tokens(recent)
     shown = [{"item_id": i, **served.item_metadata(t)} for i, t in zip(recent, tokens)]
     if args.report:
         from .report import render_report

@@ -305,7 +305,7 @@ class ServedModel:
             raise RecplugError("give a user id, a history, or both")
         user = self._user_token(user_id) if user_id is not None else -1
         raw_history = history if history is not None else self.history(user_id)
-        tokens = self._item_tokens(raw_history)
+        tokens = self.item_tokens(raw_history)
         histories = torch.tensor([tokens or [self.vocab.pad_token]], dtype=torch.int64)
         top, scores = self.recommender.recommend(torch.tensor([user]), histories, k)
         return [
@@ -327,7 +327,8 @@ class ServedModel:
             raise RecplugError(f"unknown user id {user_id} (known ids: {self.vocab.user_ids[0]}..{self.vocab.user_ids[-1]})")
         return token
 
-    def _item_tokens(self, raw: list[int]) -> list[int]:
+    def item_tokens(self, raw: list[int]) -> list[int]:
+        """Tokens of raw item ids; unknown ids are an error naming them."""
         ids = np.asarray(raw, dtype=np.int64)
         tokens = np.searchsorted(self.vocab.item_ids, ids)
         bad = [int(i) for i, t in zip(ids, tokens) if t >= self.vocab.n_items or self.vocab.item_ids[t] != i]
