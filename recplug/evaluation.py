@@ -74,6 +74,18 @@ class RankedLists:
     item_genres: torch.Tensor | None = None
     """bool ``[n_items, n_genres]``: each item's genres, when the dataset has them."""
 
+    def hits(self, k: int) -> torch.Tensor:
+        """float64 ``[cases]``: 1 where the target is in the top ``k``."""
+        return (self.target_rank < k).double()
+
+    def reciprocal_ranks(self, k: int) -> torch.Tensor:
+        """float64 ``[cases]``: 1 / (rank + 1) on a hit at ``k``, else 0."""
+        return self.hits(k) / (self.target_rank.double() + 1.0)
+
+    def ndcgs(self, k: int) -> torch.Tensor:
+        """float64 ``[cases]``: 1 / log2(rank + 2) on a hit at ``k`` (one relevant item, IDCG = 1), else 0."""
+        return self.hits(k) / torch.log2(self.target_rank.double() + 2.0)
+
 
 @torch.no_grad()
 def rank_cases(

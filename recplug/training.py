@@ -187,10 +187,8 @@ def validate(model: Model, examples: ExampleSource | None, cases: EvalCases, bat
         result["loss/validation"] = total / count
     if len(cases):
         ranked = rank_cases(model, train.data, cases, 10, batch_size=1024)
-        rank = ranked.target_rank.double()
-        hit = rank < 10
-        result["validation/ndcg@10"] = torch.where(hit, 1 / torch.log2(rank + 2), 0.0).mean().item()
-        result["validation/hit_rate@10"] = hit.double().mean().item()
+        result["validation/ndcg@10"] = ranked.ndcgs(10).mean().item()
+        result["validation/hit_rate@10"] = ranked.hits(10).mean().item()
     model.module.train()
     return result
 

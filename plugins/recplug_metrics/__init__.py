@@ -31,15 +31,14 @@ class HitRate(Metric):
     """Fraction of cases whose target is in the top k (= recall@k with one relevant item)."""
 
     def compute(self, ranked: RankedLists, k: int) -> float:
-        return (ranked.target_rank < k).double().mean().item()
+        return ranked.hits(k).mean().item()
 
 
 class MRR(Metric):
     """Mean reciprocal rank of the target, 0 when it is outside the top k."""
 
     def compute(self, ranked: RankedLists, k: int) -> float:
-        rank = ranked.target_rank.double()
-        return torch.where(rank < k, 1.0 / (rank + 1.0), 0.0).mean().item()
+        return ranked.reciprocal_ranks(k).mean().item()
 
 
 class MAP(MRR):
@@ -50,8 +49,7 @@ class NDCG(Metric):
     """Normalised discounted cumulative gain at k with one relevant item: 1/log2(rank+2) on a hit."""
 
     def compute(self, ranked: RankedLists, k: int) -> float:
-        rank = ranked.target_rank.double()
-        return torch.where(rank < k, 1.0 / torch.log2(rank + 2.0), 0.0).mean().item()
+        return ranked.ndcgs(k).mean().item()
 
 
 class Coverage(Metric):
