@@ -117,17 +117,18 @@ def unstructure(obj: Any) -> Any:
 
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
     """'unknown model 'trasformer'; did you mean 'transformer'? (registered: ...)'."""
-    hint = _did_you_mean(name, known)
+    hint = did_you_mean(name, known)
     listing = ", ".join(sorted(known)) or "none"
     return f"unknown {kind} {name!r}{hint} (registered {kind}s: {listing})"
 
 
 def unknown_key_message(key: str, valid: list[str]) -> str:
     """'unknown key; did you mean ...? (valid keys: ...)'."""
-    return f"unknown key{_did_you_mean(key, valid)} (valid keys: {', '.join(valid) or 'none'})"
+    return f"unknown key{did_you_mean(key, valid)} (valid keys: {', '.join(valid) or 'none'})"
 
 
-def _did_you_mean(name: str, valid: list[str]) -> str:
+def did_you_mean(name: str, valid: list[str]) -> str:
+    """'; did you mean 'x'?' for the closest valid name, or ''."""
     close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 

@@ -18,6 +18,9 @@ Layout (every section but ``dataset`` may be omitted)::
     register_as = "ml1m-seed"    # models only: registry name (default: <experiment>-<label>[-<split>])
     [recommenders.transformer.training]   # models only: TrainingOptions
     epochs = 10
+    [recommenders.wider]
+    extends = "transformer"      # start from another recommender's table (training merged key by key)
+    embedding_dim = 64
 
     [evaluation]                 # EvaluationOptions
     ks = [3, 5, 10]
@@ -35,7 +38,7 @@ from typing import Any
 
 import attrs
 
-from .config import structure, unknown_key_message, unstructure
+from .config import did_you_mean, structure, unknown_key_message, unstructure
 from .errors import PluginError, SpecError
 from .evaluation import EvaluationOptions
 from .plugins import Kind, PluginRegistry
@@ -188,6 +191,7 @@ def _components(
     tables = data.get(section, {})
     if not isinstance(tables, dict):
         raise SpecError(f"expected tables like [{section}.<name>], got {type(tables).__name__}", where=section)
+    tables = _with_extends_expanded(tables, section)
     components = []
     for label, table in tables.items():
         path = f"{section}.{label}"
@@ -210,6 +214,35 @@ def _components(
         options = structure(table, component.options_cls, path)
         components.append(ComponentSpec(label, component.kind, plugin, options, training, register_as))
     return components
+
+
+def _with_extends_expanded(tables: dict[str, Any], section: str) -> dict[str, Any]:
+    """Tables with ``extends = "<label>"`` start from that table of the same section: its plugin, options and
+    ``training`` (merged key by key), never its ``register_as``; their own keys win. Chains are followed."""
+    expanded: dict[str, Any] = {}
+
+    def expand(label: str, chain: list[str]) -> Any:
+        table = tables[label]
+        if label in expanded or not isinstance(table, dict) or "extends" not in table:
+            return expanded.get(label, table)
+        parent, where = table["extends"], f"{section}.{label}.extends"
+        if not isinstance(parent, str) or parent not in tables:
+            others = [t for t in tables if t != label]
+            raise SpecError(f"cannot extend {parent!r}: no such table{did_you_mean(str(parent), others)} "
+                            f"(tables: {', '.join(others) or 'none'})", where=where)  # fmt: skip
+        if parent in chain or parent == label:
+            raise SpecError(f"circular extends: {' -> '.join([*chain, label, parent])}", where=where)
+        base = expand(parent, [*chain, label])
+        if not isinstance(base, dict):
+            raise SpecError(f"cannot extend {parent!r}: it is not a table", where=where)
+        merged = {"use": parent, **{k: copy.deepcopy(v) for k, v in base.items() if k != "register_as"}}
+        own = {k: v for k, v in table.items() if k != "extends"}
+        if isinstance(merged.get("training"), dict) and isinstance(own.get("training"), dict):
+            own["training"] = {**merged["training"], **own["training"]}
+        expanded[label] = {**merged, **own}
+        return expanded[label]
+
+    return {label: expand(label, []) for label in tables}
 
 
 def _default_options(registry: PluginRegistry, kind: Kind, name: str) -> Any:

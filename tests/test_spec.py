@@ -78,3 +78,39 @@ def test_toml_syntax_error_has_line_and_column(tmp_path: Path, registry) -> None
     assert info.value.where == str(path)
     with pytest.raises(SpecError, match="spec file not found"):
         load_spec(tmp_path / "missing.toml", registry)
+
+
+def test_extends_starts_from_another_recommender(registry) -> None:
+    recommenders = {
+        "transformer": {"embedding_dim": 8, "num_heads": 2, "register_as": "base-model",
+                        "training": {"epochs": 2, "lr": 0.01}},
+        "wider": {"extends": "transformer", "embedding_dim": 16, "training": {"epochs": 3}},
+        "wider-deeper": {"extends": "wider", "num_layers": 6},
+        "top": {"use": "popularity", "method": "count"},
+        "top-mean": {"extends": "top", "method": "mean_rating_of_popular"},
+    }  # fmt: skip
+    spec = parse_spec({**BASE, "recommenders": recommenders}, registry)
+    by_label = {r.label: r for r in spec.recommenders}
+    wider, deeper = by_label["wider"], by_label["wider-deeper"]
+    assert wider.plugin == "transformer" and wider.options.embedding_dim == 16 and wider.options.num_heads == 2
+    assert (wider.training.epochs, wider.training.lr) == (3, 0.01)  # training merged key by key
+    assert wider.register_as is None  # a registry name is never inherited
+    assert deeper.options.embedding_dim == 16 and deeper.options.num_layers == 6 and deeper.training.epochs == 3
+    assert by_label["top-mean"].plugin == "popularity" and by_label["top-mean"].options.method == "mean_rating_of_popular"
+    assert "extends" not in spec.resolved()["recommenders"]["wider"]  # the resolved spec is fully expanded
+    assert parse_spec(spec.resolved(), registry).resolved() == spec.resolved()
+
+
+@pytest.mark.parametrize(
+    ("recommenders", "fragment"),
+    [
+        ({"a": {"use": "popularity", "extends": "popularty"}}, "cannot extend 'popularty': no such table"),
+        ({"a": {"extends": "b"}, "b": {"extends": "a"}}, "circular extends: a -> b -> a"),
+        ({"a": {"extends": 3}}, "cannot extend 3"),
+        ({"a": {"extends": "b"}, "b": 5}, "cannot extend 'b': it is not a table"),
+    ],
+)
+def test_bad_extends_is_one_clear_error(registry, recommenders: dict, fragment: str) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec({**BASE, "recommenders": recommenders}, registry)
+    assert fragment in info.value.message and info.value.where.endswith(".extends")
