@@ -16,7 +16,7 @@ from .split import TrainView, gather_histories
 
 
 class WindowExamples(ExampleSource):
-    """(user, window of the ``length`` items before the target, target) for each target position."""
+    """(user, window of the ``length`` items before the target, target, its rating) for each target position."""
 
     def __init__(self, data: Interactions, target_positions: np.ndarray, length: int) -> None:
         self.data = data
@@ -34,11 +34,12 @@ class WindowExamples(ExampleSource):
             "users": torch.from_numpy(users),
             "items": gather_histories(self.data, self.data.offsets[users], pos, self.length),
             "targets": torch.from_numpy(self.data.items[pos].astype(np.int64)),
+            "target_ratings": torch.from_numpy(self.data.ratings[pos]),
         }
 
 
 class SequenceChunks(ExampleSource):
-    """Non-overlapping chunks of each user's sequence: inputs ``[L]``, next items ``[L]``, a loss mask ``[L]``.
+    """Non-overlapping chunks of each user's sequence: inputs, next items, their ratings, a loss mask (each ``[L]``).
 
     Chunks end at the user's last training target and step back ``L`` at a time, so every
     training target is predicted exactly once per epoch; positions whose next item is not a
@@ -75,5 +76,6 @@ class SequenceChunks(ExampleSource):
             "users": torch.from_numpy(users),
             "items": window[:, :-1],
             "targets": window[:, 1:],
+            "target_ratings": torch.from_numpy(self.data.ratings[np.maximum(target_pos, 0)] * mask),
             "mask": torch.from_numpy(mask),
         }

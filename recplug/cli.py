@@ -81,12 +81,17 @@ def build_parser() -> argparse.ArgumentParser:
         "of raw item ids (--history; a new user: cold start, the model sees no user identity).",
         epilog="examples:\n  recplug recommend ml1m-transformer@production --user 42 -k 10\n"
         "  recplug recommend ml1m-transformer --history 1193,661,914 --format json\n"
+        "  recplug recommend ml1m-loo --history 1193,661 --user-feature gender=F --user-feature age=25\n"
         "  recplug recommend ml1m-transformer --user 42 --report user42.html --posters posters/",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     recommend.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
     recommend.add_argument("--user", type=int, help="raw user id (e.g. a MovieLens UserID)")
     recommend.add_argument("--history", help="comma-separated raw item ids, oldest first")
+    recommend.add_argument(
+        "--user-feature", action="append", default=[], metavar="NAME=VALUE",
+        help="a new user's feature (with --history), e.g. gender=F, age=25, occupation=4 (repeatable)",
+    )
     recommend.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     recommend.add_argument("--format", choices=["table", "json"], default="table")
     recommend.add_argument("--report", metavar="FILE.html", help="also write an HTML page of history and recommendations")
@@ -185,6 +190,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_user_features(pairs: list[str]) -> dict[str, str] | None:
+    """``["gender=F", "age=25"]`` -> ``{"gender": "F", "age": "25"}`` (None when there are none)."""
+    if not pairs:
+        return None
+    bad = [p for p in pairs if "=" not in p or not p.split("=", 1)[0].strip()]
+    if bad:
+        raise SpecError(f"--user-feature takes NAME=VALUE, got {bad[0]!r}", where="recommend")
+    return dict((name.strip(), value.strip()) for name, value in (p.split("=", 1) for p in pairs))
+
+
 def cmd_recommend(args: argparse.Namespace) -> int:
     from .registry import ModelRegistry
 
@@ -196,8 +211,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         history = [int(x) for x in args.history.split(",") if x.strip()] if args.history else None
     except ValueError:
         raise SpecError(f"--history takes comma-separated integer ids, got {args.history!r}", where="recommend") from None
+    features = _parse_user_features(args.user_feature)
     served = ModelRegistry(args.registry).load(args.ref)
-    items = served.recommend(user_id=args.user, history=history, k=args.k)
+    items = served.recommend(user_id=args.user, history=history, k=args.k, user_features=features)
     raw_history = history if history is not None else served.history(args.user)
     recent = raw_history[-10:]
     tokens = served.item_tokens(recent)

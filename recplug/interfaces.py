@@ -21,6 +21,8 @@ import attrs
 import torch
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from .data import Interactions
     from .evaluation import RankedLists
     from .split import EvalCases, Split, TrainView
@@ -87,6 +89,15 @@ class Recommender(ABC):
         saw (cold start): then only the history can be used.
         """
 
+    def score_new_users(self, features: pd.DataFrame, histories: torch.Tensor) -> torch.Tensor:
+        """Scores for users never seen in training, described by ``features`` (a row per user, columns as in
+        the dataset's user metadata, e.g. gender, age, occupation).
+
+        The default ignores the features and scores them as cold-start users (token ``-1``); a recommender
+        whose user tower is built from features overrides this.
+        """
+        return self.score(torch.full((len(histories),), -1, dtype=torch.int64), histories)
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The fitted state as plain tensors: what the model registry stores."""
         raise NotImplementedError(f"{type(self).__name__} does not support saving")
@@ -103,14 +114,18 @@ class Recommender(ABC):
         k: int,
         exclude_items: torch.Tensor | None = None,
         exclude_history: bool = True,
+        new_user_features: pd.DataFrame | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-``k`` (item tokens ``[B, k]``, scores ``[B, k]``).
 
         Items in ``exclude_items`` (padded like histories, or a boolean ``[B, n_items]`` mask) are never
-        recommended; by default
-        (``exclude_history``) those are the histories themselves.
+        recommended; by default (``exclude_history``) those are the histories themselves. With
+        ``new_user_features`` the users are new ones, scored by :meth:`score_new_users`.
         """
-        scores = self.score(users, histories).float()
+        if new_user_features is not None:
+            scores = self.score_new_users(new_user_features, histories).float()
+        else:
+            scores = self.score(users, histories).float()
         if exclude_items is None and exclude_history:
             exclude_items = histories
         if exclude_items is not None:

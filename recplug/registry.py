@@ -295,19 +295,25 @@ class ServedModel:
         """The raw item ids the user interacted with, oldest first."""
         return self.vocab.item_ids[self.vocab.sequence(self._user_token(user_id))].tolist()
 
-    def recommend(self, user_id: int | None = None, history: list[int] | None = None, k: int = 10) -> list[dict[str, Any]]:
+    def recommend(self, user_id: int | None = None, history: list[int] | None = None, k: int = 10,
+                  user_features: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
         """Top-``k`` items (raw id, score, metadata) for a known user and/or an explicit history of raw ids.
 
         With only ``user_id``, the user's recorded history is used. With only ``history`` (a new user:
-        cold start), the recommender sees no user identity, just the history.
+        cold start), the recommender sees no user identity, just the history; ``user_features`` (e.g.
+        ``{"gender": "F", "age": 25, "occupation": 4}``) describe such a new user to a model whose user
+        tower is built from features.
         """
         if user_id is None and history is None:
             raise RecplugError("give a user id, a history, or both")
+        if user_id is not None and user_features is not None:
+            raise RecplugError("user features describe a new user: give them with a history, not a user id")
         user = self._user_token(user_id) if user_id is not None else -1
         raw_history = history if history is not None else self.history(user_id)
         tokens = self.item_tokens(raw_history)
         histories = torch.tensor([tokens or [self.vocab.pad_token]], dtype=torch.int64)
-        top, scores = self.recommender.recommend(torch.tensor([user]), histories, k)
+        features = pd.DataFrame([user_features]) if user_features is not None else None
+        top, scores = self.recommender.recommend(torch.tensor([user]), histories, k, new_user_features=features)
         return [
             {"item_id": int(self.vocab.item_ids[t]), "score": float(s), **self.item_metadata(int(t))}
             for t, s in zip(top[0].tolist(), scores[0].tolist())

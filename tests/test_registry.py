@@ -203,3 +203,35 @@ def test_cli_models_and_recommend(trained, tmp_path: Path) -> None:
     assert "### seed_windows" in evaluated.stdout and "| tiny-transformer:1 | 10 |" in evaluated.stdout
     missing = run_cli("recommend", "tiny-transformer@nope", "--user", "3", env=env)
     assert missing.returncode == 2 and "has no alias 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_feature_only_user_tower_serves_a_brand_new_user(ml1m_dir: Path, tmp_path: Path, registry) -> None:
+    """A user tower built from gender/age/occupation scores a new user from those features alone."""
+    data = spec_data(ml1m_dir, tmp_path / "registry")
+    data["recommenders"] = {"transformer": {
+        "embedding_dim": 16, "num_layers": 1, "num_heads": 2, "user_embedding_dim": 8, "user_ids": False,
+        "user_features": ["gender", "age", "occupation"], "training": {"epochs": 1, "batch_size": 128},
+    }}  # fmt: skip
+    run_experiment(parse_spec(data, registry), registry, run_dir=tmp_path / "run")
+    served = load_model("tiny-transformer", registry=tmp_path / "registry")
+    known = int(served.vocab.user_ids[3])
+    profile = served.vocab.user_info.iloc[3]
+    features = {"gender": profile["gender"], "age": int(profile["age"]), "occupation": int(profile["occupation"])}
+    history = served.history(known)
+    as_known = served.recommend(user_id=known, k=10)
+    as_new = served.recommend(history=history, user_features=features, k=10)
+    assert [r["item_id"] for r in as_new] == [r["item_id"] for r in as_known]  # same features, same history
+    other = {**features, "gender": "M" if features["gender"] == "F" else "F"}
+    scores_other = [r["score"] for r in served.recommend(history=history, user_features=other, k=10)]
+    assert scores_other != [r["score"] for r in as_new]  # the features matter
+    with pytest.raises(RecplugError, match="unknown age value"):
+        served.recommend(history=history, user_features={**features, "age": 7})
+    with pytest.raises(RecplugError, match="needs the user feature"):
+        served.recommend(history=history, user_features={"gender": "F"})
+    ok = run_cli("recommend", "tiny-transformer", "--registry", str(tmp_path / "registry"), "--format", "json",
+                 "--history", ",".join(map(str, history)), *[f"--user-feature={k}={v}" for k, v in features.items()])  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert [r["item_id"] for r in json.loads(ok.stdout)["recommendations"]] == [r["item_id"] for r in as_known]
+    bad = run_cli("recommend", "tiny-transformer", "--registry", str(tmp_path / "registry"), "--history", "1",
+                  "--user-feature", "gender")  # fmt: skip
+    assert bad.returncode == 2 and "--user-feature takes NAME=VALUE" in bad.stderr and "Traceback" not in bad.stderr

@@ -6,6 +6,7 @@ from typing import Literal
 
 import attrs
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +17,7 @@ from recplug.errors import RecplugError
 from recplug.interfaces import ExampleSource, Model, exclude
 from recplug.split import EvalCases, TrainView
 
+from . import losses
 from .modules import UserTowerTransformer
 
 _ge0 = attrs.validators.ge(0)
@@ -50,6 +52,30 @@ class TransformerOptions:
         default=0.1, validator=attrs.validators.gt(0.0), metadata={"doc": "Uniform init range of embeddings and MLP."}
     )
     label_smoothing: float = attrs.field(default=0.0, validator=_dropout, metadata={"doc": "Cross-entropy label smoothing."})
+    loss: Literal["softmax", "sampled_softmax", "gbce"] = attrs.field(
+        default="softmax",
+        metadata={"doc": "'softmax': cross-entropy over every item. 'sampled_softmax': over the target and "
+                         "'negatives' shared negatives. 'gbce': generalised binary cross-entropy (gSASRec) over them."},
+    )
+    negatives: int = attrs.field(default=256, validator=_ge1, metadata={"doc": "Negatives per batch (sampled losses)."})
+    negative_source: Literal["uniform", "in_batch"] = attrs.field(
+        default="uniform",
+        metadata={"doc": "Negatives drawn uniformly from the catalogue, or from the batch's targets (by popularity)."},
+    )
+    logq_correction: bool = attrs.field(
+        default=True, metadata={"doc": "Subtract the log sampling probability from sampled logits (in-batch negatives)."}
+    )
+    gbce_t: float = attrs.field(
+        default=0.75, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)],
+        metadata={"doc": "gBCE calibration t (0: plain BCE, 1: fully calibrated)."},
+    )
+    rating_weighted_loss: bool = attrs.field(
+        default=False, metadata={"doc": "Weight each target's loss by its rating (a weighted mean over the batch)."}
+    )
+    id_dropout: float = attrs.field(
+        default=0.0, validator=_dropout,
+        metadata={"doc": "Share of input items whose id embedding is zeroed in training (features remain)."},
+    )
     output: Literal["mlp", "tied"] = attrs.field(
         default="mlp",
         metadata={"doc": "'mlp' (seed): bias-free Linear over the vocabulary. 'tied': dot product with the item "
@@ -91,6 +117,7 @@ class Transformer(Model):
 
     def build(self, data: Interactions) -> UserTowerTransformer:
         o = self.options
+        self.user_categories = user_categories(data, o.user_features) if o.user_features else {}
         return UserTowerTransformer(
             n_items=data.n_items, n_users=data.n_users, pad_token=data.pad_token, context=o.context_length,
             dim=o.embedding_dim, layers=o.num_layers, heads=o.num_heads, user_dim=o.user_embedding_dim,
@@ -99,10 +126,11 @@ class Transformer(Model):
             init_range=o.init_range, output=o.output, user_ids=o.user_ids,
             genres=genre_matrix(data) if "genres" in o.item_features else None,
             years=year_index(data) if "year" in o.item_features else None,
-            user_features=user_codes(data, o.user_features) if o.user_features else None,
+            user_features=user_codes(data, self.user_categories) if o.user_features else None, id_dropout=o.id_dropout,
         )  # fmt: skip
 
     def training_examples(self, train: TrainView) -> ExampleSource:
+        self._log_q = _log_target_frequency(train, self.n_items).to(self.device)
         if self.options.objective == "all_positions":
             return SequenceChunks(train, self.options.context_length)
         return WindowExamples(train.data, train.target_positions, self.options.context_length)
@@ -111,29 +139,64 @@ class Transformer(Model):
         return WindowExamples(data, cases.target_pos, self.options.context_length)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        items = batch["items"]
-        if "mask" in batch:  # all positions: logits only where the next item is a training target
+        users, items, skips_seen = batch["users"], batch["items"], self.options.loss_skips_seen
+        if "mask" in batch:  # all positions: train only where the next item is a training target
             mask = batch["mask"]
-            features = self.module.position_features(batch["users"], items)[mask]
-            logits, targets = self.module.output(features), batch["targets"][mask]
-            seen = _seen_so_far(items, self.n_items)[mask] if self.options.loss_skips_seen else None
+            features = self.module.position_features(users, items)[mask]
+            targets, ratings = batch["targets"][mask], batch["target_ratings"][mask]
+            seen = _seen_so_far(items, self.n_items)[mask] if skips_seen else None
         else:
-            logits, targets = self.module(batch["users"], items), batch["targets"]
-            seen = _seen_so_far(items, self.n_items)[:, -1] if self.options.loss_skips_seen else None
-        if seen is not None:  # items already in the window cannot be the answer: leave them out of the softmax
-            seen[torch.arange(len(targets), device=seen.device), targets] = False
-            logits = logits.masked_fill(seen, float("-inf"))
-        return F.cross_entropy(logits.float(), targets, label_smoothing=self.options.label_smoothing)
+            features, targets, ratings = self.module.features(users, items), batch["targets"], batch["target_ratings"]
+            seen = _seen_so_far(items, self.n_items)[:, -1] if skips_seen else None
+        per_target = self._loss_per_target(features, targets, seen)
+        if self.options.rating_weighted_loss:
+            return (per_target * ratings).sum() / ratings.sum().clamp(min=1e-6)
+        return per_target.mean()
+
+    def _loss_per_target(self, features: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+        o, vectors = self.options, self.module.output_vectors
+        if o.loss == "softmax":
+            if seen is not None:  # items already in the window cannot be the answer: leave them out of the softmax
+                seen[torch.arange(len(targets), device=seen.device), targets] = False
+            return losses.full_softmax(vectors, features, targets, label_smoothing=o.label_smoothing, excluded=seen)
+        negatives = losses.draw_negatives(targets, o.negatives, self.n_items, o.negative_source)
+        log_q = getattr(self, "_log_q", None) if o.negative_source == "in_batch" and o.logq_correction else None
+        logits = losses.sampled_logits(vectors, features, targets, negatives, log_q)
+        if o.loss == "gbce":
+            return losses.gbce(logits, self.n_items, o.gbce_t)
+        return losses.sampled_softmax(logits, o.label_smoothing)
 
     @torch.no_grad()
     def score(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        return self._score(users, histories, None)
+
+    @torch.no_grad()
+    def score_new_users(self, features: pd.DataFrame, histories: torch.Tensor) -> torch.Tensor:
+        """A user tower with ``user_features`` serves a brand-new user from those features (no id needed)."""
+        if not self.options.user_features or self.module.users is None:
+            return super().score_new_users(features, histories)
+        missing = [c for c in self.options.user_features if c not in features]
+        if missing:
+            raise RecplugError(f"this model needs the user feature(s) {', '.join(missing)} for a new user")
+        codes = [_category_codes(features[c], self.user_categories[c], c) for c in self.options.user_features]
+        users = torch.full((len(histories),), -1, dtype=torch.int64)
+        return self._score(users, histories, torch.from_numpy(np.stack(codes, axis=1)))
+
+    def _score(self, users: torch.Tensor, histories: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
         length = self.options.context_length
         window = histories[:, -length:]
         if window.shape[1] < length:  # short histories: pad on the left
             window = F.pad(window, (length - window.shape[1], 0), value=self.pad_token)
         self.module.eval()
-        scores = self.module(users.to(self.device), window.to(self.device)).float()
+        codes = codes.to(self.device) if codes is not None else None
+        scores = self.module(users.to(self.device), window.to(self.device), codes).float()
         return exclude(scores, histories) if self.options.skip_seen else scores
+
+
+def _log_target_frequency(train: TrainView, n_items: int) -> torch.Tensor:
+    """``[n_items]`` log share of each item among the training targets (unseen items: a tiny floor)."""
+    counts = np.bincount(train.data.items[train.target_positions], minlength=n_items)[:n_items]
+    return torch.from_numpy(np.log(np.maximum(counts, 0.5) / max(counts.sum(), 1))).float()
 
 
 def _seen_so_far(items: torch.Tensor, n_items: int) -> torch.Tensor:
@@ -161,12 +224,25 @@ def year_index(data: Interactions) -> torch.Tensor:
     return torch.from_numpy(index)
 
 
-def user_codes(data: Interactions, columns: list[str]) -> torch.Tensor:
-    """``[n_users, len(columns)]`` integer codes of categorical user features (sorted categories)."""
+def user_categories(data: Interactions, columns: list[str]) -> dict[str, list[str]]:
+    """The sorted values (as text) of each categorical user feature: code ``i`` is value ``i``."""
     if data.user_info is None:
         raise RecplugError("user_features need user metadata (users.dat), which this dataset lacks")
-    codes = [data.user_info[c].astype(str).astype("category").cat.codes.to_numpy(np.int64) for c in columns]
+    return {c: sorted(set(data.user_info[c].astype(str))) for c in columns}
+
+
+def user_codes(data: Interactions, categories: dict[str, list[str]]) -> torch.Tensor:
+    """``[n_users, len(categories)]`` integer codes of categorical user features (see :func:`user_categories`)."""
+    codes = [_category_codes(data.user_info[c], values, c) for c, values in categories.items()]
     return torch.from_numpy(np.stack(codes, axis=1))
+
+
+def _category_codes(values: pd.Series, categories: list[str], name: str) -> np.ndarray:
+    codes = pd.Index(categories).get_indexer(values.astype(str)).astype(np.int64)
+    if (codes < 0).any():
+        unknown = sorted(set(values.astype(str)[codes < 0]))
+        raise RecplugError(f"unknown {name} value(s) {', '.join(unknown)} (known: {', '.join(categories)})")
+    return codes
 
 
 def _item_column(data: Interactions, column: str):

@@ -57,8 +57,11 @@ class ItemEmbedding(nn.Module):
         self.register_buffer("genre_matrix", genres, persistent=False)
         self.register_buffer("year_index", years, persistent=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, id_dropout: float = 0.0) -> torch.Tensor:
+        """Vectors of ``tokens``; ``id_dropout``: the share of tokens whose id part is zeroed (features remain)."""
         x = self.ids(tokens)
+        if id_dropout > 0:
+            x = x * (torch.rand(tokens.shape, device=tokens.device) >= id_dropout).unsqueeze(-1)
         if self.genres is not None:
             x = x + self.genres(self.genre_matrix[tokens])
         if self.years is not None:
@@ -71,9 +74,10 @@ class MovieTower(nn.Module):
 
     def __init__(self, items: ItemEmbedding, context: int, dim: int, layers: int, heads: int,
                  embedding_dropout: float, attention_dropout: float, residual_dropout: float, eps: float,
-                 pad_token: int) -> None:  # fmt: skip
+                 pad_token: int, id_dropout: float = 0.0) -> None:  # fmt: skip
         super().__init__()
         self.pad_token = pad_token
+        self.id_dropout = id_dropout
         self.tokens = items
         self.positions = nn.Embedding(context, dim)
         self.dropout = nn.Dropout(embedding_dropout)
@@ -85,7 +89,8 @@ class MovieTower(nn.Module):
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         length = items.shape[1]
         positions = torch.arange(length, device=items.device)
-        x = self.dropout(self.tokens(items) + self.positions(positions))
+        tokens = self.tokens(items, self.id_dropout if self.training else 0.0)
+        x = self.dropout(tokens + self.positions(positions))
         mask = _causal_padding_mask(items == self.pad_token)
         for block in self.blocks:
             x = block(x, mask)
@@ -95,7 +100,8 @@ class MovieTower(nn.Module):
 class UserEmbedding(nn.Module):
     """User vectors: an id embedding and/or embeddings of categorical features (gender, age, occupation).
 
-    A user token of -1 (a user never seen in training) gets the zero vector.
+    A user token of -1 (a user never seen in training) has no id vector: the zero vector, or, when the
+    caller passes that user's feature ``codes``, the sum of the feature embeddings alone.
     """
 
     def __init__(self, n_users: int, dim: int, use_ids: bool, features: torch.Tensor | None) -> None:
@@ -105,14 +111,17 @@ class UserEmbedding(nn.Module):
         self.features = nn.ModuleList(nn.Embedding(int(c), dim) for c in cardinalities)
         self.register_buffer("feature_codes", features, persistent=False)
 
-    def forward(self, users: torch.Tensor) -> torch.Tensor:
+    def forward(self, users: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Vectors ``[B, dim]`` of user tokens ``[B]``; ``codes`` ``[B, n_features]`` replace stored features."""
+        known = (users >= 0)[:, None]
         safe = users.clamp(min=0)
-        parts = [self.ids(safe)] if self.ids is not None else []
-        parts += [table(self.feature_codes[safe, i]) for i, table in enumerate(self.features)]
-        return torch.stack(parts).sum(0) * (users >= 0)[:, None]
-
-    def _dim(self) -> int:
-        return (self.ids or self.features[0]).embedding_dim
+        parts = [self.ids(safe) * known] if self.ids is not None else []
+        if self.features:
+            given = codes is not None
+            codes = codes if given else self.feature_codes[safe]
+            features = torch.stack([table(codes[:, i]) for i, table in enumerate(self.features)]).sum(0)
+            parts.append(features if given else features * known)
+        return torch.stack(parts).sum(0)
 
 
 def _causal_padding_mask(is_pad: torch.Tensor) -> torch.Tensor | None:
@@ -136,13 +145,14 @@ class UserTowerTransformer(nn.Module):
                  heads: int, user_dim: int, hidden: list[int], join: str, embedding_dropout: float,
                  attention_dropout: float, residual_dropout: float, eps: float, init_range: float,
                  output: str = "mlp", user_ids: bool = True, genres: torch.Tensor | None = None,
-                 years: torch.Tensor | None = None, user_features: torch.Tensor | None = None) -> None:  # fmt: skip
+                 years: torch.Tensor | None = None, user_features: torch.Tensor | None = None,
+                 id_dropout: float = 0.0) -> None:  # fmt: skip
         super().__init__()
         self.join = join
         self.n_items = n_items
         self.item_embedding = ItemEmbedding(n_items + 1, dim, genres, years)
         self.movies = MovieTower(self.item_embedding, context, dim, layers, heads, embedding_dropout,
-                                 attention_dropout, residual_dropout, eps, pad_token)  # fmt: skip
+                                 attention_dropout, residual_dropout, eps, pad_token, id_dropout)  # fmt: skip
         has_user = user_dim > 0 and (user_ids or user_features is not None)
         self.users = UserEmbedding(n_users, user_dim, user_ids, user_features) if has_user else None
         width = (dim + (user_dim if has_user else 0)) * (context if join == "flatten" else 1)
@@ -169,27 +179,36 @@ class UserTowerTransformer(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
+    def output_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Output vectors ``[S, H]`` of ``items`` (default: every item): an item's logit is feature . vector."""
+        if self.tied:
+            device = self.item_embedding.ids.weight.device
+            return self.item_embedding(torch.arange(self.n_items, device=device) if items is None else items)
+        return self.output_layer.weight if items is None else self.output_layer.weight[items]
+
     def output(self, features: torch.Tensor) -> torch.Tensor:
         """Logits over the item vocabulary for features ``[..., H]``."""
-        if self.tied:
-            items = self.item_embedding(torch.arange(self.n_items, device=features.device))
-            return features @ items.T
-        return self.output_layer(features)
+        return features @ self.output_vectors().T
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def forward(self, users: torch.Tensor, items: torch.Tensor, user_codes: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[B, n_items]`` for the item after each window ``items`` ``[B, context]``."""
+        return self.output(self.features(users, items, user_codes))
+
+    def features(self, users: torch.Tensor, items: torch.Tensor, user_codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Interaction-MLP output ``[B, H]`` that scores the item after each window."""
         if self.join == "last":
-            return self.output(self.position_features(users, items)[:, -1])
-        x = self.with_user(self.movies(items), users)  # [B, L, D + U]
-        return self.output(self.interaction(x.flatten(1)))
+            return self.position_features(users, items, user_codes)[:, -1]
+        x = self.with_user(self.movies(items), users, user_codes)  # [B, L, D + U]
+        return self.interaction(x.flatten(1))
 
-    def position_features(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    def position_features(self, users: torch.Tensor, items: torch.Tensor,
+                          user_codes: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Interaction-MLP output at every position ``[B, L, H]`` (join 'last'; for all-position training)."""
-        return self.interaction(self.with_user(self.movies(items), users))
+        return self.interaction(self.with_user(self.movies(items), users, user_codes))
 
-    def with_user(self, x: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
-        """Join the user vector to every position of ``x`` ``[B, L, D]``."""
+    def with_user(self, x: torch.Tensor, users: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Join the user vector to every position of ``x`` ``[B, L, D]`` (``codes``: a new user's features)."""
         if self.users is None:
             return x
-        u = self.users(users)
+        u = self.users(users, codes)
         return torch.cat([x, u[:, None, :].expand(-1, x.shape[1], -1)], dim=-1)

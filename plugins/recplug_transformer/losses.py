@@ -1,0 +1,71 @@
+"""Next-item losses: full softmax, sampled softmax with logQ correction, and gBCE.
+
+Each loss takes the features of the positions being trained ``[N, H]`` and their target items ``[N]`` and
+returns one loss per position ``[N]``; the caller averages them (optionally weighted by rating).
+
+- Full softmax: cross-entropy over every item (the seed's loss; exact, costs ``N x n_items``).
+- Sampled softmax: cross-entropy over the target and ``S`` negatives shared by the batch. Negatives are drawn
+  uniformly from the catalogue or from the batch's own targets ("in-batch", i.e. by popularity); the logQ
+  correction subtracts the log sampling probability from every logit so that the sampled loss estimates the
+  full softmax (Yi et al., RecSys 2019). Negatives equal to the row's target are masked out.
+- gBCE (Petrov & Macdonald, RecSys 2023): binary cross-entropy over the target and the ``S`` negatives with the
+  positive probability raised to the power beta = alpha * (t * (1 - 1/alpha) + 1/alpha), alpha = S / (n_items - 1),
+  which counters the overconfidence that negative sampling gives BCE; t = 0 is plain BCE, t = 1 full calibration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+OutputVectors = Callable[[torch.Tensor | None], torch.Tensor]
+"""``vectors(items [S] or None) -> [S, H]``: the output vectors of items (None: every item); logit = feature . vector."""
+
+
+def full_softmax(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor, *,
+                 label_smoothing: float = 0.0, excluded: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    """Cross-entropy over the whole catalogue; ``excluded`` ``[N, n_items]`` items leave the softmax."""
+    logits = (features @ vectors(None).T).float()
+    if excluded is not None:
+        logits = logits.masked_fill(excluded, float("-inf"))
+    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing, reduction="none")
+
+
+def draw_negatives(targets: torch.Tensor, count: int, n_items: int, source: str) -> torch.Tensor:
+    """``count`` negative item tokens shared by the batch: uniform over the catalogue, or among ``targets``."""
+    if source == "uniform":
+        return torch.randint(n_items, (count,), device=targets.device)
+    return targets[torch.randint(len(targets), (count,), device=targets.device)]
+
+
+def sampled_logits(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor,
+                   log_q: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+    """Logits ``[N, 1 + S]``: the target first, then the shared negatives (accidental hits at -inf).
+
+    ``log_q`` ``[n_items]``: log sampling probability of each item, subtracted from the logits (logQ correction).
+    """
+    positive = (features * vectors(targets)).sum(-1).float()
+    negative = (features @ vectors(negatives).T).float()
+    if log_q is not None:
+        positive = positive - log_q[targets]
+        negative = negative - log_q[negatives]
+    negative = negative.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    return torch.cat([positive[:, None], negative], dim=1)
+
+
+def sampled_softmax(logits: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy with the target in column 0 of ``logits`` from :func:`sampled_logits`."""
+    zeros = torch.zeros(len(logits), dtype=torch.int64, device=logits.device)
+    return F.cross_entropy(logits, zeros, label_smoothing=label_smoothing, reduction="none")
+
+
+def gbce(logits: torch.Tensor, n_items: int, t: float) -> torch.Tensor:
+    """Generalised binary cross-entropy with the target in column 0 of ``logits`` (masked negatives at -inf)."""
+    negatives = logits.shape[1] - 1
+    alpha = negatives / max(n_items - 1, 1)
+    beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha)
+    positive = -beta * F.logsigmoid(logits[:, 0])
+    negative = -F.logsigmoid(-logits[:, 1:]).sum(1)  # a masked negative (-inf) contributes -log(1) = 0
+    return positive + negative

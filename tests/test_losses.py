@@ -1,0 +1,122 @@
+"""Loss choices of the transformer plugin: sampled softmax with logQ, gBCE, rating weights, item-id dropout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from recplug.interfaces import RunContext
+from recplug_movielens import MovieLens, MovieLensOptions
+from recplug_splits import LeaveOneOut, LeaveOneOutOptions
+from recplug_transformer import Transformer, TransformerOptions, losses
+
+
+def vectors_of(weight: torch.Tensor):
+    return lambda items: weight if items is None else weight[items]
+
+
+def test_sampled_softmax_over_every_item_is_the_full_softmax() -> None:
+    torch.manual_seed(0)
+    weight, features, targets = torch.randn(50, 8), torch.randn(12, 8), torch.randint(50, (12,))
+    full = losses.full_softmax(vectors_of(weight), features, targets)
+    logits = losses.sampled_logits(vectors_of(weight), features, targets, torch.arange(50), log_q=None)
+    assert torch.isinf(logits[:, 1:]).sum(1).eq(1).all()  # each row's own target is masked among the negatives
+    torch.testing.assert_close(losses.sampled_softmax(logits), full)
+
+
+def test_logq_correction_subtracts_the_log_sampling_probability() -> None:
+    torch.manual_seed(0)
+    weight, features = torch.randn(20, 4), torch.randn(3, 4)
+    targets, negatives = torch.tensor([1, 2, 3]), torch.tensor([5, 6, 2])
+    log_q = torch.log(torch.linspace(0.01, 0.1, 20))
+    raw = losses.sampled_logits(vectors_of(weight), features, targets, negatives, log_q=None)
+    corrected = losses.sampled_logits(vectors_of(weight), features, targets, negatives, log_q=log_q)
+    torch.testing.assert_close(corrected[:, 0], raw[:, 0] - log_q[targets])
+    finite = torch.isfinite(raw[:, 1:])
+    torch.testing.assert_close(corrected[:, 1:][finite], (raw[:, 1:] - log_q[negatives])[finite])
+    assert torch.isinf(corrected[1, 3])  # negative 2 is row 1's target: an accidental hit, masked
+
+
+def test_gbce_interpolates_between_bce_and_calibrated_beta() -> None:
+    logits = torch.tensor([[1.0, -0.5, 0.3, float("-inf")]])
+    bce = -F.logsigmoid(logits[:, 0]) - F.logsigmoid(-logits[:, 1:3]).sum(1)
+    torch.testing.assert_close(losses.gbce(logits, n_items=101, t=0.0), bce)  # t = 0: plain BCE
+    alpha = 3 / 100
+    calibrated = -alpha * F.logsigmoid(logits[:, 0]) - F.logsigmoid(-logits[:, 1:3]).sum(1)
+    torch.testing.assert_close(losses.gbce(logits, n_items=101, t=1.0), calibrated)  # t = 1: beta = alpha
+
+
+def test_in_batch_negatives_come_from_the_targets() -> None:
+    targets = torch.tensor([7, 7, 9])
+    assert set(losses.draw_negatives(targets, 100, 50, "in_batch").tolist()) <= {7, 9}
+    uniform = losses.draw_negatives(targets, 1000, 50, "uniform")
+    assert uniform.min() >= 0 and uniform.max() < 50 and len(set(uniform.tolist())) > 40
+
+
+@pytest.fixture
+def data_and_split(ml1m_dir: Path):
+    data = MovieLens(MovieLensOptions(data_dir=str(ml1m_dir))).load(RunContext())
+    return data, LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
+
+
+@pytest.mark.parametrize("loss,source", [("sampled_softmax", "uniform"), ("sampled_softmax", "in_batch"), ("gbce", "uniform")])
+def test_sampled_losses_train_a_model(data_and_split, loss: str, source: str) -> None:
+    data, split = data_and_split
+    torch.manual_seed(0)
+    model = Transformer(TransformerOptions(objective="all_positions", join="last", output="tied", context_length=8,
+                                           embedding_dim=16, num_layers=1, num_heads=2, interaction_hidden=[],
+                                           loss=loss, negatives=16, negative_source=source))  # fmt: skip
+    model.prepare(data)
+    batch = model.training_examples(split.train).batch(np.arange(16))
+    optimizer = torch.optim.Adam(model.module.parameters(), lr=1e-2)
+
+    def full_softmax_loss() -> float:
+        model.module.eval()
+        features = model.module.position_features(batch["users"], batch["items"])[batch["mask"]]
+        value = F.cross_entropy(model.module.output(features), batch["targets"][batch["mask"]]).item()
+        model.module.train()
+        return value
+
+    before = full_softmax_loss()
+    for _ in range(200):
+        optimizer.zero_grad()
+        model.loss(batch).backward()
+        optimizer.step()
+    # the sampled objective improves the real one (gBCE, a binary loss, moves slowest: 3.92 -> 3.49 here)
+    assert full_softmax_loss() < before - 0.3
+
+
+def test_rating_weighted_loss_is_a_rating_weighted_mean(data_and_split) -> None:
+    data, split = data_and_split
+    plain = Transformer(TransformerOptions(embedding_dropout=0.0, attention_dropout=0.0, residual_dropout=0.0))
+    plain.prepare(data)
+    weighted = Transformer(attrs.evolve(plain.options, rating_weighted_loss=True))
+    weighted.prepare(data)
+    weighted.module.load_state_dict(plain.module.state_dict())
+    batch = plain.training_examples(split.train).batch(np.arange(32))
+    per_target = F.cross_entropy(plain.module(batch["users"], batch["items"]), batch["targets"], reduction="none")
+    ratings = batch["target_ratings"]
+    assert ratings.min() >= 1 and ratings.max() <= 5 and len(set(ratings.tolist())) > 1
+    torch.testing.assert_close(weighted.loss(batch), (per_target * ratings).sum() / ratings.sum())
+    torch.testing.assert_close(plain.loss(batch), per_target.mean())
+
+
+def test_item_id_dropout_hides_ids_in_training_only(data_and_split) -> None:
+    data, _ = data_and_split
+    torch.manual_seed(0)
+    model = Transformer(TransformerOptions(item_features=["genres"], id_dropout=0.5))
+    model.prepare(data)
+    embedding = model.module.item_embedding
+    tokens = torch.arange(data.n_items).repeat(20)
+    dropped = embedding(tokens, id_dropout=0.5)
+    only_features = embedding(tokens) - embedding.ids(tokens)
+    share = torch.isclose(dropped, only_features).all(1).float().mean().item()
+    assert 0.4 < share < 0.6
+    model.module.eval()  # evaluation sees every id
+    window = torch.tensor([[1, 2, 3, 4, 5]])
+    assert torch.equal(model.module(torch.tensor([0]), window), model.module(torch.tensor([0]), window))
