@@ -83,10 +83,7 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
     if opts.max_steps_per_epoch:
         steps_per_epoch = min(steps_per_epoch, opts.max_steps_per_epoch)
     total_steps = steps_per_epoch * opts.epochs
-    optimizer = torch.optim.AdamW(
-        model.module.parameters(), lr=opts.lr, betas=tuple(opts.betas), weight_decay=opts.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opts, total_steps))
+    optimizer, scheduler = _optimizer_and_schedule(model, opts, total_steps)
     checkpoints = Checkpoints(Path(context.run_dir) / "checkpoints" if context.run_dir and rank == 0 else None)
     state = {"epoch": 0, "step": 0, "best": None, "bad_epochs": 0, "step_in_epoch": 0, "epoch_seen": 0, "epoch_loss": 0.0}
     resume_from = Checkpoints(Path(context.run_dir) / "checkpoints") if context.run_dir else checkpoints
@@ -147,17 +144,8 @@ def train_model(model: Model, train: TrainView, validation: EvalCases, context: 
         if improved:
             checkpoints.save("best", model, optimizer, scheduler, state)
         checkpoints.save("last", model, optimizer, scheduler, state)
-        if writer:
-            for key, value in summary.items():
-                writer.add_scalar(key, value, epoch + 1)
-            writer.flush()
         if rank == 0:
-            log.info(
-                "epoch %d/%d  train loss %.4f  val loss %.4f  val ndcg@10 %.4f  %.0f samples/s  %.1fs%s",
-                epoch + 1, opts.epochs, summary["loss/train"], summary["loss/validation"],
-                summary["validation/ndcg@10"], summary["throughput/samples_per_s"], train_time,
-                "  *" if improved else "",
-            )  # fmt: skip
+            _report_epoch(writer, summary, epoch + 1, opts.epochs, train_time, improved)
         if opts.patience is not None and state["bad_epochs"] >= opts.patience:
             log.info("early stop: no improvement for %d epochs", opts.patience)
             break
@@ -233,6 +221,27 @@ def _subsample(cases: EvalCases, limit: int, seed: int) -> EvalCases:
         return cases
     index = np.sort(np.random.default_rng(seed).choice(len(cases), size=limit, replace=False))
     return cases.subset(index)
+
+
+def _optimizer_and_schedule(model: Model, opts: TrainingOptions, total_steps: int):
+    """AdamW over the module's parameters and a per-step LambdaLR (warm-up, then constant/cosine/linear)."""
+    optimizer = torch.optim.AdamW(
+        model.module.parameters(), lr=opts.lr, betas=tuple(opts.betas), weight_decay=opts.weight_decay
+    )
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opts, total_steps))
+
+
+def _report_epoch(writer, summary: dict[str, float], epoch: int, epochs: int, train_time: float, improved: bool) -> None:
+    """Tensorboard scalars of the epoch and its one-line summary in the log (``*``: a new best)."""
+    if writer:
+        for key, value in summary.items():
+            writer.add_scalar(key, value, epoch)
+        writer.flush()
+    log.info(
+        "epoch %d/%d  train loss %.4f  val loss %.4f  val ndcg@10 %.4f  %.0f samples/s  %.1fs%s",
+        epoch, epochs, summary["loss/train"], summary["loss/validation"], summary.get("validation/ndcg@10", float("nan")),
+        summary["throughput/samples_per_s"], train_time, "  *" if improved else "",
+    )  # fmt: skip
 
 
 def _lr_lambda(opts: TrainingOptions, total_steps: int):
