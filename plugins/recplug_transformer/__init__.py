@@ -114,6 +114,7 @@ class Transformer(Model):
     """GPT-style causal transformer over recent items, joined with a user embedding through an MLP."""
 
     options: TransformerOptions
+    _log_q: torch.Tensor | None = None  # log share of each item among training targets (set with the examples)
 
     def build(self, data: Interactions) -> UserTowerTransformer:
         o = self.options
@@ -160,7 +161,7 @@ class Transformer(Model):
                 seen[torch.arange(len(targets), device=seen.device), targets] = False
             return losses.full_softmax(vectors, features, targets, label_smoothing=o.label_smoothing, excluded=seen)
         negatives = losses.draw_negatives(targets, o.negatives, self.n_items, o.negative_source)
-        log_q = getattr(self, "_log_q", None) if o.negative_source == "in_batch" and o.logq_correction else None
+        log_q = self._log_q if o.negative_source == "in_batch" and o.logq_correction else None
         logits = losses.sampled_logits(vectors, features, targets, negatives, log_q)
         if o.loss == "gbce":
             return losses.gbce(logits, self.n_items, o.gbce_t)
