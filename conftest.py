@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from recplug.plugins import PluginRegistry, get_registry
+from recplug._plugin_manager import PluginManager, get_plugin_manager
 
 SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
-def registry() -> PluginRegistry:
-    return get_registry()
+def registry() -> PluginManager:
+    return get_plugin_manager()
 
 
 @pytest.fixture(scope="session")

@@ -16,10 +16,10 @@ import time
 import numpy as np
 import torch
 
-from recplug.evaluation import EvaluationOptions, evaluate, resolve_metrics
-from recplug.interfaces import RunContext
-from recplug.plugins import get_registry
-from recplug.training import TrainingOptions
+from recplug._components import RunContext
+from recplug._evaluation import EvaluationOptions, evaluate, resolve_metrics
+from recplug._plugin_manager import get_plugin_manager
+from recplug._training import TrainingOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 from recplug_synthetic import Synthetic, SyntheticOptions
 from recplug_transformer import Transformer, TransformerOptions
@@ -53,7 +53,7 @@ def measure(n: int, fraction: float = 1.0) -> dict[str, float]:
         optimizer.step()
     row["epoch_s"] = (time.perf_counter() - t) / fraction
     t = time.perf_counter()
-    metrics = resolve_metrics(["ndcg", "hit_rate"], get_registry())
+    metrics = resolve_metrics(["ndcg", "hit_rate"], get_plugin_manager())
     evaluate(model, data, split.test, metrics, EvaluationOptions(ks=[10], batch_size=1024))
     row["evaluate_s"] = time.perf_counter() - t
     row["peak_rss_gib"] = peak_gib()

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recplug.interfaces import RunContext
+from recplug._components import RunContext
 from recplug_movielens import MovieLens, MovieLensOptions
 
 MAX_RATIO = 1 / 20

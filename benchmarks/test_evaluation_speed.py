@@ -10,9 +10,9 @@ import pytest
 import torch
 from sklearn.metrics import ndcg_score
 
-from recplug.evaluation import EvaluationOptions, evaluate, resolve_metrics
-from recplug.interfaces import RunContext
-from recplug.split import gather_histories
+from recplug._components import RunContext
+from recplug._evaluation import EvaluationOptions, evaluate, resolve_metrics
+from recplug._split import gather_histories
 from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 from recplug_transformer import Transformer, TransformerOptions

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from recplug.batches import SequenceChunks, WindowExamples
-from recplug.interfaces import RunContext
-from recplug.registry import ModelRegistry
+from recplug._components import RunContext
+from recplug._examples import SequenceChunks, WindowExamples
+from recplug._model_registry import ModelRegistry
 from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 from recplug_transformer import Transformer, TransformerOptions

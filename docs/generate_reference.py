@@ -39,16 +39,17 @@ def options_table(cls: type, title: str, underline: str = "~") -> str:
 
 
 def spec_reference() -> str:
-    from recplug.evaluation import EvaluationOptions
-    from recplug.plugins import KINDS, get_registry
-    from recplug.spec import ExperimentOptions
-    from recplug.training import TrainingOptions
+    from recplug._evaluation import EvaluationOptions
+    from recplug._plugin_manager import get_plugin_manager
+    from recplug._registrar import KINDS
+    from recplug._spec import ExperimentOptions
+    from recplug._training import TrainingOptions
 
     out = [options_table(ExperimentOptions, "[experiment]", "-"), options_table(EvaluationOptions, "[evaluation]", "-"),
            options_table(TrainingOptions, "[recommenders.<label>.training] (models only)", "-")]  # fmt: skip
     sections = {"dataset": "dataset", "splitter": "splits", "model": "recommenders", "baseline": "recommenders",
                 "metric": "evaluation.metrics"}  # fmt: skip
-    registry = get_registry()
+    registry = get_plugin_manager()
     for kind in KINDS:
         title = f"{kind.capitalize()} plugins"
         out += [title, "-" * len(title), ""]

@@ -1,16 +1,40 @@
-"""recplug: a plugin-based recommender toolkit."""
+"""recplug: a plugin-based recommender toolkit.
+
+Two public namespaces: this package, for users (:func:`load_model`, :class:`ModelRegistry`), and
+:mod:`recplug.api`, everything a plugin author imports. Every other module is internal.
+"""
 
 from __future__ import annotations
 
-from .errors import RecplugError
-from .hookspecs import hookimpl
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-__all__ = ["RecplugError", "__version__", "hookimpl", "load_model"]
+from ._errors import RecplugError
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._model_registry import ModelRegistry, ServedModel
+
+__all__ = ["ModelRegistry", "RecplugError", "ServedModel", "__version__", "load_model"]
 
 
-def load_model(ref: str, registry: str | None = None):
+def load_model(ref: str, registry: str | Path | None = None) -> ServedModel:
     """Load a registered model (``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``) ready to ``recommend()``."""
-    from .registry import load_model as _load
+    from ._model_registry import ModelRegistry
 
-    return _load(ref, registry)
+    return ModelRegistry(registry).load(ref)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("ModelRegistry", "ServedModel"):  # imported on first use: torch loads only when needed
+        from . import _model_registry
+
+        return getattr(_model_registry, name)
+    if name == "hookimpl":
+        from ._deprecated import warn_moved
+
+        warn_moved("recplug.hookimpl", "hookimpl")
+        from ._hookspecs import hookimpl
+
+        return hookimpl
+    raise AttributeError(f"module 'recplug' has no attribute {name!r}")

@@ -10,8 +10,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from . import __version__, distributed
-from .errors import RecplugError, SpecError
+from . import _distributed as distributed
+from ._errors import RecplugError, SpecError
+from ._version import __version__
 
 EPILOG_RUN = """\
 examples:
@@ -114,11 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .plugins import get_registry
-    from .runner import run_experiment
-    from .spec import apply_overrides, parse_spec, read_toml
+    from ._plugin_manager import get_plugin_manager
+    from ._runner import run_experiment
+    from ._spec import apply_overrides, parse_spec, read_toml
 
-    registry = get_registry()
+    registry = get_plugin_manager()
     if args.resume:
         run_dir = Path(args.resume)
         saved = run_dir / "spec.json"
@@ -143,9 +144,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from .plugins import KINDS, get_registry
+    from ._plugin_manager import get_plugin_manager
+    from ._registrar import KINDS
 
-    registry = get_registry()
+    registry = get_plugin_manager()
     rows = [
         {"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version,
          "plugin": c.plugin, "description": c.description}
@@ -163,7 +165,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .registry import ModelRegistry
+    from ._model_registry import ModelRegistry
 
     registry = ModelRegistry(args.registry)
     if args.action == "list":
@@ -201,7 +203,7 @@ def _parse_user_features(pairs: list[str]) -> dict[str, str] | None:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from .registry import ModelRegistry
+    from ._model_registry import ModelRegistry
 
     if args.user is None and not args.history:
         raise SpecError("give --user ID or --history ID,ID,...", where="recommend")
@@ -219,7 +221,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     tokens = served.item_tokens(recent)
     shown = [{"item_id": i, **served.item_metadata(t)} for i, t in zip(recent, tokens)]
     if args.report:
-        from .report import render_report
+        from ._report import render_report
 
         who = f"user {args.user}" if args.user is not None else "a new user (cold start)"
         page = render_report(f"{served.ref}: recommendations for {who}", shown, items,
@@ -239,14 +241,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, resolve_metrics, training_popularity
-    from .interfaces import RunContext
-    from .plugins import get_registry
-    from .registry import ModelRegistry
-    from .runner import results_markdown
-    from .spec import apply_overrides, parse_spec
+    from ._components import RunContext
+    from ._evaluation import evaluate, resolve_metrics, training_popularity
+    from ._model_registry import ModelRegistry
+    from ._plugin_manager import get_plugin_manager
+    from ._runner import results_markdown
+    from ._spec import apply_overrides, parse_spec
 
-    plugins = get_registry()
+    plugins = get_plugin_manager()
     served = ModelRegistry(args.registry).load(args.ref)
     recorded = apply_overrides(served.entry["spec"], args.overrides)
     recorded["splits"] = {args.split: {}}

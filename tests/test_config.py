@@ -5,8 +5,8 @@ from typing import Literal
 import attrs
 import pytest
 
-from recplug.config import structure, unstructure
-from recplug.errors import SpecError
+from recplug._config import structure, unstructure
+from recplug._errors import SpecError
 
 
 @attrs.frozen

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from recplug.devices import resolve_device
-from recplug.registry import ModelRegistry
-from recplug.runner import run_experiment
-from recplug.spec import parse_spec
-from recplug.split import gather_histories
+from recplug._devices import resolve_device
+from recplug._model_registry import ModelRegistry
+from recplug._runner import run_experiment
+from recplug._spec import parse_spec
+from recplug._split import gather_histories
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import tiny_transformer_spec, write_ml1m
-from recplug.registry import ModelRegistry
+from recplug._model_registry import ModelRegistry
 
 TOLERANCE = 0.02
 """Largest absolute difference allowed between 1- and 2-process metrics. With dropout off, the global batch and

@@ -27,4 +27,4 @@ def test_every_hook_is_documented_in_the_plugin_guide() -> None:
     guide = (REPO / "docs" / "plugins.rst").read_text()
     hooks = [n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "recplug_spec", None) is not None]
     for name in hooks:
-        assert f"recplug.hookspecs.{name}" in guide, f"hook {name} is missing from docs/plugins.rst"
+        assert f"recplug._hookspecs.{name}" in guide, f"hook {name} is missing from docs/plugins.rst"

@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from helpers import tiny_transformer_spec, write_ml1m
-from recplug.registry import ModelRegistry
+from recplug._model_registry import ModelRegistry
 
 REGISTER_FOREVER = """
 import sys
 import numpy as np
-from recplug.data import build_interactions
-from recplug.interfaces import RunContext
-from recplug.registry import ModelRegistry
-from recplug.split import TrainView
+from recplug._data import build_interactions
+from recplug._components import RunContext
+from recplug._model_registry import ModelRegistry
+from recplug._split import TrainView
 from recplug_popularity import Popularity, PopularityOptions
 
 rng = np.random.default_rng(int(sys.argv[2]))

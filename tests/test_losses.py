@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recplug.interfaces import RunContext
+from recplug._components import RunContext
 from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 from recplug_transformer import Transformer, TransformerOptions, losses

@@ -7,7 +7,8 @@ import pytest
 import torch
 from sklearn.metrics import ndcg_score
 
-from recplug.evaluation import RankedLists, resolve_metrics
+from recplug._evaluation import resolve_metrics
+from recplug.api import RankedLists
 
 
 def ranked_from(ranks: list[int], max_k: int = 10) -> RankedLists:

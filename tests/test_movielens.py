@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recplug.errors import DataError
-from recplug.interfaces import RunContext
+from recplug._components import RunContext
+from recplug._errors import DataError
 from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_movielens.formats import read_ratings
 

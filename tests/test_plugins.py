@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from helpers import run_cli, write_ml1m, write_spec
-from recplug import hookimpl, hookspecs
-from recplug.errors import PluginError
-from recplug.interfaces import Baseline
-from recplug.plugins import PluginRegistry, PluginWarning
+from recplug import _hookspecs as hookspecs
+from recplug._errors import PluginError
+from recplug._plugin_manager import PluginManager, PluginWarning
+from recplug.api import Baseline, hookimpl
 
 TINY_PLUGIN = '''
 import attrs, torch
-from recplug import hookimpl
-from recplug.interfaces import Baseline, Metric
+
+from recplug.api import Baseline, Metric, hookimpl
 
 @attrs.frozen
 class LastItemOptions:
@@ -116,7 +116,7 @@ def make_plugin(register_body) -> types.SimpleNamespace:
 
 
 def test_duplicate_names_keep_the_first_and_warn() -> None:
-    registry = PluginRegistry()
+    registry = PluginManager()
     registry.register_plugin(make_plugin(lambda r: r.baseline("good", Good)), "first")
     with pytest.warns(PluginWarning, match="baseline name 'good' is already registered by plugin 'first'"):
         registry.register_plugin(make_plugin(lambda r: r.baseline("good", Good)), "second")
@@ -124,7 +124,7 @@ def test_duplicate_names_keep_the_first_and_warn() -> None:
 
 
 def test_registration_errors_are_reported_per_plugin() -> None:
-    registry = PluginRegistry()
+    registry = PluginManager()
     with pytest.warns(PluginWarning, match="must subclass recplug Metric"):
         registry.register_plugin(make_plugin(lambda r: r.metric("m", Good)), "wrongkind")
     with pytest.warns(PluginWarning, match="raised ZeroDivisionError"):
@@ -137,7 +137,7 @@ def test_registration_errors_are_reported_per_plugin() -> None:
 def test_incompatible_plugin_api_version_is_refused() -> None:
     plugin = make_plugin(lambda r: r.baseline("good", Good))
     plugin.RECPLUG_PLUGIN_API = hookspecs.PLUGIN_API_VERSION + 1
-    registry = PluginRegistry()
+    registry = PluginManager()
     with pytest.warns(PluginWarning, match=f"built for plugin API {hookspecs.PLUGIN_API_VERSION + 1}"):
         registry.register_plugin(plugin, "future", "future-plugin", "9.0")
     assert registry.components == {}

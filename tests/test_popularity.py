@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recplug.data import build_interactions
-from recplug.interfaces import RunContext
-from recplug.split import TrainView
+from recplug._components import RunContext
+from recplug._data import build_interactions
+from recplug._split import TrainView
 from recplug_popularity import Popularity, PopularityOptions
 
 

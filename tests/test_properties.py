@@ -9,9 +9,9 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
 from helpers import write_ml1m
-from recplug.errors import RecplugError
-from recplug.interfaces import RunContext
-from recplug.spec import apply_overrides, parse_spec
+from recplug._components import RunContext
+from recplug._errors import RecplugError
+from recplug._spec import apply_overrides, parse_spec
 from recplug_movielens import MovieLens, MovieLensOptions
 
 VALID = {

@@ -13,11 +13,11 @@ import torch
 
 from helpers import run_cli
 from recplug import load_model
-from recplug.errors import RecplugError
-from recplug.registry import FORMAT_VERSION, ModelRegistry, RegistryError, _write_entry
-from recplug.runner import run_experiment
-from recplug.spec import parse_spec
-from recplug.split import gather_histories
+from recplug._errors import RecplugError
+from recplug._model_registry import FORMAT_VERSION, ModelRegistry, RegistryError, _write_entry
+from recplug._runner import run_experiment
+from recplug._spec import parse_spec
+from recplug._split import gather_histories
 
 
 def spec_data(data_dir: Path, registry_dir: Path) -> dict:
@@ -119,7 +119,7 @@ def test_tampered_truncated_and_pickled_files_are_refused(trained) -> None:
 
     weights.write_bytes(pickle.dumps({"x": Exploit()}))
     entry = json.loads((folder / "entry.json").read_text())
-    from recplug.registry import _sha256
+    from recplug._model_registry import _sha256
 
     entry["files"]["weights.pt"] = _sha256(weights)
     _write_entry(folder / "entry.json", entry)
@@ -148,9 +148,9 @@ def test_format_versions(trained) -> None:
 
 
 def _register_many(root: str, name: str, count: int, queue) -> None:
-    from recplug.data import build_interactions
-    from recplug.interfaces import RunContext
-    from recplug.split import TrainView
+    from recplug._components import RunContext
+    from recplug._data import build_interactions
+    from recplug._split import TrainView
     from recplug_popularity import Popularity, PopularityOptions
 
     data = build_interactions([0, 0, 1], [0, 1, 0], [1, 2, 3], [1, 2, 3], fingerprint="x")

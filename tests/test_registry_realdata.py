@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from recplug.registry import ModelRegistry
-from recplug.runner import run_experiment
-from recplug.spec import apply_overrides, parse_spec, read_toml
+from recplug._model_registry import ModelRegistry
+from recplug._runner import run_experiment
+from recplug._spec import apply_overrides, parse_spec, read_toml
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from recplug.report import render_report
+from recplug._report import render_report
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 HISTORY_BLUE, RECOMMENDED_GREEN = (0x3B, 0x5B, 0x92), (0x2E, 0x7D, 0x4F)

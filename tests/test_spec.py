@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from recplug.errors import SpecError
-from recplug.spec import apply_overrides, load_spec, parse_spec
+from recplug._errors import SpecError
+from recplug._spec import apply_overrides, load_spec, parse_spec
 
 BASE = {
     "experiment": {"name": "t", "seed": 1},

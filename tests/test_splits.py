@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recplug.data import build_interactions
-from recplug.interfaces import RunContext
-from recplug.split import gather_histories
+from recplug._components import RunContext
+from recplug._data import build_interactions
+from recplug._split import gather_histories
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions, SeedWindowOptions, SeedWindows
 
 
@@ -57,7 +57,7 @@ def test_gather_histories_truncates_to_length(data) -> None:
 
 
 def test_seen_mask_matches_the_histories(data) -> None:
-    from recplug.evaluation import seen_mask
+    from recplug._evaluation import seen_mask
 
     mask = seen_mask(data, np.array([0, 6, 8]), np.array([3, 8, 8]))
     assert mask.shape == (3, data.n_items)

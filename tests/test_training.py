@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from helpers import run_cli, tiny_transformer_spec, write_ml1m
-from recplug.runner import run_experiment
-from recplug.spec import parse_spec
+from recplug._runner import run_experiment
+from recplug._spec import parse_spec
 
 
 def spec_data(data_dir: Path, **training) -> dict:
@@ -75,7 +75,7 @@ def test_resume_from_the_command_line(tmp_path: Path) -> None:
 
 
 def test_models_without_validation_examples_monitor_ndcg() -> None:
-    from recplug.training import _monitored
+    from recplug._training import _monitored
 
     summary = {"loss/validation": float("nan"), "validation/ndcg@10": 0.25}
     assert _monitored(summary, "loss") == -0.25  # not NaN, which would never count as an improvement
@@ -89,8 +89,8 @@ def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
     import os
     import signal
 
-    from recplug.registry import ModelRegistry
-    from recplug.training import TrainingInterrupted
+    from recplug._model_registry import ModelRegistry
+    from recplug._training import TrainingInterrupted
     from recplug_transformer import Transformer
 
     data = spec_data(ml1m_dir, batch_size=32)

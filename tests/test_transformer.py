@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recplug.interfaces import RunContext
+from recplug._components import RunContext
 from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 from recplug_transformer import Transformer, TransformerOptions
@@ -70,7 +70,7 @@ def test_padding_does_not_change_the_real_positions(ml1m_dir: Path) -> None:
 
 
 def test_all_position_chunks_cover_every_training_target_once(ml1m_dir: Path) -> None:
-    from recplug.batches import SequenceChunks
+    from recplug._examples import SequenceChunks
     from recplug_splits import SeedWindowOptions, SeedWindows
 
     data = load(ml1m_dir)

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from recplug import hookimpl
-from recplug.evaluation import RankedLists
-from recplug.interfaces import Metric
+from recplug.api import Metric, RankedLists, hookimpl
 
 
 class HitRate(Metric):

@@ -8,11 +8,17 @@ from typing import Literal
 
 import attrs
 
-from recplug import hookimpl
-from recplug.data import Interactions, build_interactions, load_interactions, save_interactions
-from recplug.errors import DataError
-from recplug.interfaces import Dataset, RunContext
-from recplug.paths import cache_dir
+from recplug.api import (
+    DataError,
+    Dataset,
+    Interactions,
+    RunContext,
+    build_interactions,
+    cache_dir,
+    hookimpl,
+    load_interactions,
+    save_interactions,
+)
 
 from .download import download_release
 from .formats import FORMATS, file_sha256, read_movies, read_ratings, read_users

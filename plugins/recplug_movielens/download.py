@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from recplug.errors import DataError
+from recplug.api import DataError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 ARCHIVE_MD5 = {

@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from recplug.errors import DataError
+from recplug.api import DataError
 
 
 @attrs.frozen

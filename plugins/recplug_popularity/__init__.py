@@ -8,10 +8,7 @@ import attrs
 import numpy as np
 import torch
 
-from recplug import hookimpl
-from recplug.data import Interactions
-from recplug.interfaces import Baseline, RunContext
-from recplug.split import EvalCases, TrainView
+from recplug.api import Baseline, EvalCases, Interactions, RunContext, TrainView, hookimpl
 
 
 @attrs.frozen

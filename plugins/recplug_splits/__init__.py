@@ -5,10 +5,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from recplug import hookimpl
-from recplug.data import Interactions
-from recplug.interfaces import RunContext, Splitter
-from recplug.split import EvalCases, Split, TrainView
+from recplug.api import EvalCases, Interactions, RunContext, Split, Splitter, TrainView, hookimpl
 
 
 @attrs.frozen

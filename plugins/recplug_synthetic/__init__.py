@@ -12,9 +12,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from recplug import hookimpl
-from recplug.data import Interactions, build_interactions
-from recplug.interfaces import Dataset, RunContext
+from recplug.api import Dataset, Interactions, RunContext, build_interactions, hookimpl
 
 
 @attrs.frozen

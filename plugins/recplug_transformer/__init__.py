@@ -10,12 +10,18 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from recplug import hookimpl
-from recplug.batches import SequenceChunks, WindowExamples
-from recplug.data import Interactions
-from recplug.errors import RecplugError
-from recplug.interfaces import ExampleSource, Model, exclude
-from recplug.split import EvalCases, TrainView
+from recplug.api import (
+    EvalCases,
+    ExampleSource,
+    Interactions,
+    Model,
+    RecplugError,
+    SequenceChunks,
+    TrainView,
+    WindowExamples,
+    exclude,
+    hookimpl,
+)
 
 from . import losses
 from .modules import UserTowerTransformer

@@ -13,8 +13,7 @@ import pytest
 import torch
 
 from recplug import load_model
-from recplug.evaluation import RankedLists
-from recplug.plugins import get_registry
+from recplug.api import RankedLists, get_plugin_manager
 
 HERE = Path(__file__).resolve().parent
 
@@ -34,7 +33,7 @@ def write_data(folder: Path, n_users: int = 40, n_items: int = 30) -> Path:
 
 
 def test_plugin_is_registered_through_its_entry_point() -> None:
-    registry = get_registry()
+    registry = get_plugin_manager()
     model = registry.get("model", "gru4rec")
     assert model.distribution == "recplug-gru4rec" and model.version == "0.1.0"
     assert registry.get("metric", "precision").distribution == "recplug-gru4rec"
@@ -43,7 +42,7 @@ def test_plugin_is_registered_through_its_entry_point() -> None:
 def test_precision_is_hits_over_k() -> None:
     ranked = RankedLists(torch.zeros(4, 10, dtype=torch.long), torch.tensor([0, 2, 5, 10]),
                          torch.zeros(4, dtype=torch.long), 10, torch.ones(10))  # fmt: skip
-    metric = get_registry().get("metric", "precision")
+    metric = get_plugin_manager().get("metric", "precision")
     assert metric.cls(metric.options_cls()).compute(ranked, 5) == pytest.approx((1 / 5 + 1 / 5) / 4)
 
 

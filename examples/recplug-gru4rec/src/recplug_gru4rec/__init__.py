@@ -7,12 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recplug import hookimpl
-from recplug.batches import SequenceChunks
-from recplug.data import Interactions
-from recplug.evaluation import RankedLists
-from recplug.interfaces import Metric, Model
-from recplug.split import TrainView
+from recplug.api import Interactions, Metric, Model, RankedLists, SequenceChunks, TrainView, hookimpl
 
 RECPLUG_PLUGIN_API = 1  # the recplug plugin API this package was written for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import SpecError
+from ._errors import SpecError
 
 
 def resolve_device(name: str = "auto") -> torch.device:

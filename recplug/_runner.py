@@ -14,13 +14,14 @@ import attrs
 import numpy as np
 import torch
 
-from . import __version__, distributed
-from .data import Interactions
-from .evaluation import evaluate, resolve_metrics, training_popularity
-from .interfaces import Recommender, RunContext
-from .plugins import PluginRegistry
-from .spec import ComponentSpec, ExperimentSpec
-from .split import Split
+from . import _distributed as distributed
+from ._components import Recommender, RunContext
+from ._data import Interactions
+from ._evaluation import evaluate, resolve_metrics, training_popularity
+from ._plugin_manager import PluginManager
+from ._spec import ComponentSpec, ExperimentSpec
+from ._split import Split
+from ._version import __version__
 
 log = logging.getLogger("recplug")
 
@@ -62,10 +63,10 @@ def new_run_dir(spec: ExperimentSpec) -> Path:
 
 
 def run_experiment(
-    spec: ExperimentSpec, registry: PluginRegistry, run_dir: Path | None = None, resume: bool = False
+    spec: ExperimentSpec, registry: PluginManager, run_dir: Path | None = None, resume: bool = False
 ) -> RunResult:
     """Load, split, fit and evaluate everything in ``spec``; write results to the run directory."""
-    from .devices import resolve_device
+    from ._devices import resolve_device
 
     seed = spec.experiment.seed
     device = str(resolve_device(spec.experiment.device))
@@ -116,11 +117,11 @@ def run_experiment(
 
 
 def register_models(
-    spec: ExperimentSpec, plugins: PluginRegistry, data: Interactions, fitted: list[FittedRecommender], results: dict
+    spec: ExperimentSpec, plugins: PluginManager, data: Interactions, fitted: list[FittedRecommender], results: dict
 ) -> list[str]:
     """Register every trained model; returns the ``name:version`` references."""
-    from .config import unstructure
-    from .registry import ModelRegistry
+    from ._config import unstructure
+    from ._model_registry import ModelRegistry
 
     registry = ModelRegistry(spec.experiment.registry)
     references = []
@@ -148,7 +149,7 @@ def register_models(
     return references
 
 
-def _build(registry: PluginRegistry, component: ComponentSpec) -> Any:
+def _build(registry: PluginManager, component: ComponentSpec) -> Any:
     cls = registry.get(component.kind, component.plugin).cls
     if component.kind == "model":
         return cls(component.options, component.training)

@@ -1,0 +1,237 @@
+"""Interactions: a dataset's users' time-ordered item sequences as flat arrays.
+
+Every dataset plugin produces one :class:`Interactions`. Users and items are
+mapped to contiguous tokens ``0..n-1`` (sorted by raw id); item token
+``n_items`` is reserved for padding. Sequences are stored CSR-style: user ``u``'s
+items, in time order, are ``items[offsets[u]:offsets[u + 1]]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import pandas as pd
+
+
+@attrs.frozen(eq=False)
+class Interactions:
+    """Time-ordered interaction sequences for all users, with vocabularies."""
+
+    user_ids: np.ndarray
+    """Raw user id of each user token (sorted ascending)."""
+    item_ids: np.ndarray
+    """Raw item id of each item token (sorted ascending)."""
+    offsets: np.ndarray
+    """int64[n_users + 1]: user ``u``'s interactions are ``offsets[u]:offsets[u+1]``."""
+    items: np.ndarray
+    """int32 item tokens, grouped by user, time-ordered within a user."""
+    ratings: np.ndarray
+    """float32 rating of each interaction."""
+    timestamps: np.ndarray
+    """int64 timestamp of each interaction."""
+    fingerprint: str
+    """sha256 of the source rating file(s): identifies exactly which data was used."""
+    item_info: pd.DataFrame | None = None
+    """Optional per-item metadata indexed by item token (e.g. title, genres)."""
+    user_info: pd.DataFrame | None = None
+    """Optional per-user metadata indexed by user token."""
+    source: dict[str, Any] = attrs.field(factory=dict)
+    """Free-form description of where the data came from (dataset name, paths)."""
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of real item tokens; ``n_items`` itself is the padding token."""
+        return len(self.item_ids)
+
+    @property
+    def pad_token(self) -> int:
+        return len(self.item_ids)
+
+    @property
+    def n_interactions(self) -> int:
+        return len(self.items)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Number of interactions of each user."""
+        return np.diff(self.offsets)
+
+    @cached_property
+    def user_of(self) -> np.ndarray:
+        """User token of every interaction (int32, aligned with ``items``)."""
+        return np.repeat(np.arange(self.n_users, dtype=np.int32), self.lengths)
+
+    def sequence(self, user: int) -> np.ndarray:
+        """The item tokens of one user, in time order (a view)."""
+        return self.items[self.offsets[user] : self.offsets[user + 1]]
+
+    def summary(self) -> dict[str, int]:
+        """Counts that identify the data at a glance."""
+        return {
+            "interactions": self.n_interactions,
+            "users": self.n_users,
+            "items": self.n_items,
+            "rated_items": int(np.count_nonzero(np.bincount(self.items, minlength=self.n_items))),
+        }
+
+
+def build_interactions(
+    users: np.ndarray,
+    items: np.ndarray,
+    ratings: np.ndarray,
+    timestamps: np.ndarray,
+    *,
+    fingerprint: str,
+    user_ids: np.ndarray | None = None,
+    item_ids: np.ndarray | None = None,
+    item_info: pd.DataFrame | None = None,
+    user_info: pd.DataFrame | None = None,
+    source: dict[str, Any] | None = None,
+) -> Interactions:
+    """Tokenise raw (user, item, rating, timestamp) rows into :class:`Interactions`.
+
+    ``user_ids``/``item_ids`` give the full vocabularies (e.g. every user in
+    users.dat); by default they are the ids that occur in the rows. Rows are
+    ordered by user, then timestamp, with a stable sort so that ties keep file order.
+    Vocabulary frames (``item_info``/``user_info``) must be indexed by raw id; they
+    are re-indexed by token.
+    """
+    users = np.asarray(users)
+    items = np.asarray(items)
+    if user_ids is None:
+        user_ids = np.unique(users)
+    if item_ids is None:
+        item_ids = np.unique(items)
+    user_ids = np.asarray(user_ids)
+    item_ids = np.asarray(item_ids)
+    user_tok = tokenize(user_ids, users, "user")
+    item_tok = tokenize(item_ids, items, "item")
+    timestamps = np.asarray(timestamps, dtype=np.int64)
+    ratings = np.asarray(ratings, dtype=np.float32)
+    keep = _first_of_duplicates(user_tok, item_tok, timestamps, len(item_ids))
+    if keep is not None:  # exact (user, item, timestamp) duplicates: the first row is kept
+        source = {**(source or {}), "duplicate_rows_dropped": int(len(keep) - keep.sum())}
+        user_tok, item_tok, timestamps, ratings = user_tok[keep], item_tok[keep], timestamps[keep], ratings[keep]
+    order = _user_time_order(user_tok, timestamps)
+    counts = np.bincount(user_tok, minlength=len(user_ids))
+    offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    return Interactions(
+        user_ids=user_ids,
+        item_ids=item_ids,
+        offsets=offsets,
+        items=item_tok[order].astype(np.int32),
+        ratings=ratings[order],
+        timestamps=timestamps[order],
+        fingerprint=fingerprint,
+        item_info=None if item_info is None else item_info.reindex(item_ids).reset_index(),
+        user_info=None if user_info is None else user_info.reindex(user_ids).reset_index(),
+        source=source or {},
+    )
+
+
+def tokenize(vocab: np.ndarray, raw: np.ndarray, what: str) -> np.ndarray:
+    """Map raw ids to their index in the sorted ``vocab`` (a lookup table when ids are small)."""
+    from ._errors import DataError
+
+    if len(raw) == 0:
+        return np.zeros(0, dtype=np.int64)
+    low, high = int(raw.min()), int(raw.max())
+    if 0 <= low and high < 50_000_000 and len(vocab) and vocab[0] >= 0:
+        table = np.full(max(high, int(vocab[-1])) + 1, -1, dtype=np.int64)
+        table[vocab] = np.arange(len(vocab))
+        tokens = table[raw]
+        unknown = tokens < 0
+    else:
+        tokens = np.searchsorted(vocab, raw)
+        unknown = vocab[np.minimum(tokens, len(vocab) - 1)] != raw
+    if unknown.any():
+        first = raw[np.argmax(unknown)]
+        raise DataError(
+            f"{int(unknown.sum())} ratings refer to a {what} id missing from the {what} list (first: {first})"
+        )
+    return tokens
+
+
+def _first_of_duplicates(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, n_items: int) -> np.ndarray | None:
+    """A mask keeping the first of each exact (user, item, timestamp) duplicate; None when there are none.
+
+    A cheap test first: with no repeated (user, item) pair there can be no duplicate row.
+    """
+    if len(users) == 0:
+        return None
+    pairs = users.astype(np.int64) * n_items + items
+    n_pairs = int(pairs.max()) + 1
+    if n_pairs <= 200_000_000:
+        seen = np.zeros(n_pairs, dtype=bool)
+        seen[pairs] = True
+        if int(np.count_nonzero(seen)) == len(pairs):
+            return None
+    order = np.lexsort((timestamps, pairs))  # by pair, then time; stable, so file order within ties
+    pairs_sorted, times_sorted = pairs[order], timestamps[order]
+    repeated = (pairs_sorted[1:] == pairs_sorted[:-1]) & (times_sorted[1:] == times_sorted[:-1])
+    if not repeated.any():
+        return None
+    keep = np.ones(len(pairs), dtype=bool)
+    keep[order[1:][repeated]] = False
+    return keep
+
+
+def _user_time_order(user_tok: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Order by user, then timestamp; a stable sort keeps file order for ties."""
+    if len(timestamps) == 0:
+        return np.zeros(0, dtype=np.int64)
+    relative = timestamps - timestamps.min()
+    if relative.max() < 2**32 and len(user_tok) and user_tok.max() < 2**31:
+        return np.argsort((user_tok.astype(np.int64) << 32) | relative, kind="stable")
+    return np.lexsort((np.arange(len(timestamps)), timestamps, user_tok))
+
+
+_ARRAYS = ("user_ids", "item_ids", "offsets", "items", "ratings", "timestamps")
+
+
+def save_interactions(data: Interactions, folder: Path) -> None:
+    """Write ``data`` as .npy arrays plus JSON metadata, atomically (a temporary folder renamed into place)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        for name in _ARRAYS:
+            np.save(staging / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
+        for name in ("item_info", "user_info"):
+            frame = getattr(data, name)
+            if frame is not None:
+                frame.to_json(staging / f"{name}.json", orient="split", index=False)
+        meta = {"fingerprint": data.fingerprint, "source": data.source}
+        (staging / "meta.json").write_text(json.dumps(meta))
+        os.replace(staging, folder)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # a cache that cannot be written is only a missed speed-up
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_interactions(folder: Path) -> Interactions | None:
+    """Read what :func:`save_interactions` wrote, arrays memory-mapped; None when absent or incomplete."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS}
+        frames = {}
+        for name in ("item_info", "user_info"):
+            path = folder / f"{name}.json"
+            frames[name] = pd.read_json(path, orient="split", dtype=False) if path.exists() else None
+    except (OSError, ValueError):
+        return None
+    return Interactions(**arrays, **frames, fingerprint=meta["fingerprint"], source=meta["source"])

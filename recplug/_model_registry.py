@@ -1,0 +1,410 @@
+"""The model registry: every fitted recommender versioned, inspectable, safely reloadable, ready to serve.
+
+Layout under the registry root (``RECPLUG_REGISTRY`` or :func:`recplug._paths.registry_dir`)::
+
+    <name>/<version>/entry.json   what the entry records (plugin, options, spec, metrics, checksums, ...)
+    <name>/<version>/weights.pt   the fitted state: a flat dict of tensors (loaded with weights_only=True)
+    <name>/<version>/vocab.npz    raw id <-> token vocabularies and the users' sequences (no pickles)
+    <name>/<version>/info.json    item and user metadata (titles, genres, ...)
+    <name>/aliases.json           {"production": 3, ...}
+    .lock                         serialises version allocation between processes
+
+A version is written into a hidden temporary folder, fsynced, and renamed into place
+under the lock, so no reader ever sees half of one. Nothing in an entry is a pickle:
+options and spec are JSON, rebuilt through the plugin's own attrs class.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import pandas as pd
+import torch
+
+from ._components import Recommender
+from ._config import structure
+from ._data import Interactions
+from ._errors import RecplugError
+from ._paths import registry_dir
+from ._plugin_manager import PluginManager, get_plugin_manager
+from ._version import __version__
+
+FORMAT_VERSION = 1
+"""Bumped when the layout or entry.json changes incompatibly; older formats keep loading."""
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_REF = re.compile(r"^(?P<name>[^:@]+)(?::(?P<version>\d+)|@(?P<alias>[A-Za-z0-9._-]+))?$")
+
+
+class RegistryError(RecplugError):
+    """An unknown, damaged or incompatible registry entry."""
+
+
+@attrs.frozen
+class ModelRef:
+    """``name``, ``name:version`` or ``name@alias``."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        match = _REF.match(text.strip())
+        if not match:
+            raise RegistryError(f"invalid model reference {text!r} (use NAME, NAME:VERSION or NAME@ALIAS)")
+        version = match["version"]
+        return cls(match["name"], int(version) if version else None, match["alias"])
+
+    def __str__(self) -> str:
+        return self.name + (f":{self.version}" if self.version else "") + (f"@{self.alias}" if self.alias else "")
+
+
+class ModelRegistry:
+    """A directory-backed model registry."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root).expanduser() if root else registry_dir()
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        recommender: Recommender,
+        *,
+        plugin: dict[str, str],
+        options: dict[str, Any],
+        training: dict[str, Any] | None,
+        spec: dict[str, Any],
+        data: Interactions,
+        metrics: dict[str, dict[int, float]],
+        protocol: dict[str, Any],
+    ) -> int:
+        """Store a fitted recommender as the next version of ``name``; returns the version."""
+        if not _NAME.match(name):
+            raise RegistryError(f"invalid model name {name!r} (letters, digits, '.', '_', '-')")
+        (self.root / name).mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root / name))
+        try:
+            torch.save(recommender.state_dict(), staging / "weights.pt")
+            np.savez(
+                staging / "vocab.npz",
+                user_ids=data.user_ids, item_ids=data.item_ids, offsets=data.offsets, items=data.items,
+            )  # fmt: skip
+            info = {"items": _frame_to_json(data.item_info), "users": _frame_to_json(data.user_info)}
+            (staging / "info.json").write_text(json.dumps(info))
+            entry = {
+                "format_version": FORMAT_VERSION,
+                "name": name,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "plugin": plugin,
+                "options": options,
+                "training": training,
+                "spec": spec,
+                "metrics": {m: {str(k): v for k, v in by_k.items()} for m, by_k in metrics.items()},
+                "protocol": protocol,
+                "data": {**data.source, **data.summary(), "fingerprint_sha256": data.fingerprint},
+                "versions": {"recplug": __version__, "torch": torch.__version__, "python": platform.python_version()},
+                "files": {f: _sha256(staging / f) for f in ("weights.pt", "vocab.npz", "info.json")},
+            }
+            with self._lock():
+                version = max(self._versions(name), default=0) + 1
+                entry["version"] = version
+                _write_entry(staging / "entry.json", entry)
+                _fsync_dir(staging)
+                os.rename(staging, self.root / name / str(version))
+                _fsync_dir(self.root / name)
+            return version
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+    def alias(self, ref: str, alias: str) -> None:
+        """Point ``alias`` of the model at the referenced version."""
+        if not _NAME.match(alias) or alias.isdigit():
+            raise RegistryError(f"invalid alias {alias!r} (letters, digits, '.', '_', '-'; not only digits)")
+        name, version = self.resolve(ref)
+        with self._lock():
+            aliases = self._aliases(name)
+            aliases[alias] = version
+            _atomic_write_text(self.root / name / "aliases.json", json.dumps(aliases, indent=2))
+
+    def delete(self, ref: str) -> None:
+        """Delete one version (its aliases go with it)."""
+        name, version = self.resolve(ref)
+        with self._lock():
+            target = self.root / name / str(version)
+            trash = self.root / name / f".deleting-{version}"
+            os.rename(target, trash)  # atomically invisible, then removed
+            shutil.rmtree(trash)
+            aliases = {a: v for a, v in self._aliases(name).items() if v != version}
+            _atomic_write_text(self.root / name / "aliases.json", json.dumps(aliases, indent=2))
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def list(self) -> list[dict[str, Any]]:
+        """One summary per version: name, version, aliases, created, plugin, headline metrics."""
+        rows = []
+        for name in self.names():
+            aliases = self._aliases(name)
+            for version in sorted(self._versions(name)):
+                entry = self.entry(name, version, verify=False)
+                rows.append({
+                    "name": name, "version": version, "created": entry["created"],
+                    "aliases": sorted(a for a, v in aliases.items() if v == version),
+                    "plugin": entry["plugin"]["name"], "metrics": entry["metrics"],
+                    "split": entry["protocol"].get("splitter"),
+                })  # fmt: skip
+        return rows
+
+    def resolve(self, ref: str | ModelRef) -> tuple[str, int]:
+        """(name, version) of a reference; unknown names, versions and aliases list what exists."""
+        ref = ModelRef.parse(ref) if isinstance(ref, str) else ref
+        names = self.names()
+        if ref.name not in names:
+            raise RegistryError(f"no model named {ref.name!r} in {self.root} (models: {', '.join(names) or 'none'})")
+        versions = sorted(self._versions(ref.name))
+        if ref.alias:
+            aliases = self._aliases(ref.name)
+            if ref.alias not in aliases:
+                listing = ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items())) or "none"
+                raise RegistryError(f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {listing})")
+            return ref.name, aliases[ref.alias]
+        if ref.version is None:
+            if not versions:
+                raise RegistryError(f"model {ref.name!r} has no versions")
+            return ref.name, versions[-1]
+        if ref.version not in versions:
+            raise RegistryError(f"model {ref.name!r} has no version {ref.version} (versions: {', '.join(map(str, versions))})")
+        return ref.name, ref.version
+
+    def entry(self, name: str, version: int, verify: bool = True) -> dict[str, Any]:
+        """The entry.json of a version, checked for integrity and format compatibility."""
+        folder = self.root / name / str(version)
+        path = folder / "entry.json"
+        try:
+            entry = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RegistryError("entry.json is missing", where=str(path)) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"entry.json is damaged ({exc})", where=str(path)) from None
+        if entry.get("entry_sha256") != _entry_digest(entry):
+            raise RegistryError("entry.json was modified or damaged (its checksum does not match)", where=str(path))
+        if entry.get("format_version", 0) > FORMAT_VERSION:
+            raise RegistryError(
+                f"written by recplug {entry.get('versions', {}).get('recplug', '?')} in registry format "
+                f"{entry['format_version']}; this recplug ({__version__}) reads formats up to {FORMAT_VERSION}: "
+                f"upgrade recplug to at least {entry.get('versions', {}).get('recplug', 'that version')}",
+                where=str(path),
+            )
+        if verify:
+            for file, digest in entry["files"].items():
+                target = folder / file
+                if not target.is_file():
+                    raise RegistryError("file is missing", where=str(target))
+                if _sha256(target) != digest:
+                    raise RegistryError("file was modified or truncated (sha256 mismatch); refusing to load it", where=str(target))
+        return entry
+
+    def show(self, ref: str) -> dict[str, Any]:
+        name, version = self.resolve(ref)
+        entry = self.entry(name, version)
+        entry["aliases"] = sorted(a for a, v in self._aliases(name).items() if v == version)
+        entry["path"] = str(self.root / name / str(version))
+        return entry
+
+    def load(self, ref: str, plugins: PluginManager | None = None) -> ServedModel:
+        """Rebuild the recommender of a version through its plugin, verified, ready to recommend."""
+        name, version = self.resolve(ref)
+        entry = self.entry(name, version)
+        folder = self.root / name / str(version)
+        plugins = plugins or get_plugin_manager()
+        plugin = entry["plugin"]
+        try:
+            component = plugins.get(plugin["kind"], plugin["name"])
+        except RecplugError:
+            raise RegistryError(
+                f"{name}:{version} needs the {plugin['kind']} plugin {plugin['name']!r} from "
+                f"{plugin['distribution']} {plugin['version']}, which is not installed"
+            ) from None
+        options = structure(entry["options"], component.options_cls, f"{name}:{version} options")
+        if plugin["kind"] == "model":
+            from ._training import TrainingOptions
+
+            recommender = component.cls(options, structure(entry["training"] or {}, TrainingOptions, "training"))
+        else:
+            recommender = component.cls(options)
+        vocab = _read_vocab(folder)
+        try:
+            state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise RegistryError(f"weights refused: {type(exc).__name__}: {str(exc).splitlines()[0]}", where=str(folder / "weights.pt")) from None
+        recommender.load_state_dict(state, vocab)
+        return ServedModel(f"{name}:{version}", entry, recommender, vocab)
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _versions(self, name: str) -> list[int]:
+        folder = self.root / name
+        return [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+
+    def _aliases(self, name: str) -> dict[str, int]:
+        path = self.root / name / "aliases.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    @contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@attrs.define
+class ServedModel:
+    """A registered recommender reloaded for serving: raw MovieLens ids in, raw ids with metadata out."""
+
+    ref: str
+    entry: dict[str, Any]
+    recommender: Recommender
+    vocab: Interactions
+
+    def history(self, user_id: int) -> list[int]:
+        """The raw item ids the user interacted with, oldest first."""
+        return self.vocab.item_ids[self.vocab.sequence(self._user_token(user_id))].tolist()
+
+    def recommend(self, user_id: int | None = None, history: list[int] | None = None, k: int = 10,
+                  user_features: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Top-``k`` items (raw id, score, metadata) for a known user and/or an explicit history of raw ids.
+
+        With only ``user_id``, the user's recorded history is used. With only ``history`` (a new user:
+        cold start), the recommender sees no user identity, just the history; ``user_features`` (e.g.
+        ``{"gender": "F", "age": 25, "occupation": 4}``) describe such a new user to a model whose user
+        tower is built from features.
+        """
+        if user_id is None and history is None:
+            raise RecplugError("give a user id, a history, or both")
+        if user_id is not None and user_features is not None:
+            raise RecplugError("user features describe a new user: give them with a history, not a user id")
+        user = self._user_token(user_id) if user_id is not None else -1
+        raw_history = history if history is not None else self.history(user_id)
+        tokens = self.item_tokens(raw_history)
+        histories = torch.tensor([tokens or [self.vocab.pad_token]], dtype=torch.int64)
+        features = pd.DataFrame([user_features]) if user_features is not None else None
+        top, scores = self.recommender.recommend(torch.tensor([user]), histories, k, new_user_features=features)
+        return [
+            {"item_id": int(self.vocab.item_ids[t]), "score": float(s), **self.item_metadata(int(t))}
+            for t, s in zip(top[0].tolist(), scores[0].tolist())
+        ]
+
+    def item_metadata(self, token: int) -> dict[str, Any]:
+        info = self.vocab.item_info
+        if info is None:
+            return {}
+        row = info.iloc[token]
+        return {c: (None if pd.isna(row[c]) else row[c].item() if hasattr(row[c], "item") else row[c])
+                for c in info.columns if c != "item_id"}  # fmt: skip
+
+    def _user_token(self, user_id: int) -> int:
+        token = int(np.searchsorted(self.vocab.user_ids, user_id))
+        if token >= self.vocab.n_users or self.vocab.user_ids[token] != user_id:
+            raise RecplugError(f"unknown user id {user_id} (known ids: {self.vocab.user_ids[0]}..{self.vocab.user_ids[-1]})")
+        return token
+
+    def item_tokens(self, raw: list[int]) -> list[int]:
+        """Tokens of raw item ids; unknown ids are an error naming them."""
+        ids = np.asarray(raw, dtype=np.int64)
+        tokens = np.searchsorted(self.vocab.item_ids, ids)
+        bad = [int(i) for i, t in zip(ids, tokens) if t >= self.vocab.n_items or self.vocab.item_ids[t] != i]
+        if bad:
+            raise RecplugError(f"unknown item id(s) in the history: {', '.join(map(str, bad[:5]))}")
+        return tokens.tolist()
+
+
+def _read_vocab(folder: Path) -> Interactions:
+    try:
+        with np.load(folder / "vocab.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in ("user_ids", "item_ids", "offsets", "items")}
+    except (ValueError, OSError) as exc:
+        raise RegistryError(f"vocabulary refused: {exc}", where=str(folder / "vocab.npz")) from None
+    info = json.loads((folder / "info.json").read_text())
+    n = len(arrays["items"])
+    return Interactions(
+        **arrays,
+        ratings=np.zeros(n, dtype=np.float32),
+        timestamps=np.zeros(n, dtype=np.int64),
+        fingerprint="",
+        item_info=pd.DataFrame(info["items"]) if info["items"] else None,
+        user_info=pd.DataFrame(info["users"]) if info["users"] else None,
+    )
+
+
+def _frame_to_json(frame: pd.DataFrame | None) -> dict[str, list] | None:
+    if frame is None:
+        return None
+    return {c: [None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in frame[c]] for c in frame.columns}
+
+
+def _entry_digest(entry: dict[str, Any]) -> str:
+    body = {k: v for k, v in entry.items() if k != "entry_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _write_entry(path: Path, entry: dict[str, Any]) -> None:
+    entry["entry_sha256"] = _entry_digest(entry)
+    with open(path, "w") as f:
+        json.dump(entry, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_dir(folder: Path) -> None:
+    for file in folder.iterdir():
+        if file.is_file():
+            with open(file, "rb") as f:
+                os.fsync(f.fileno())
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+

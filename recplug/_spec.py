@@ -1,0 +1,250 @@
+"""The experiment spec: a TOML file turned into typed, validated objects.
+
+Layout (every section but ``dataset`` may be omitted)::
+
+    [experiment]                 # ExperimentOptions
+    name = "ml1m"
+    seed = 42
+
+    [dataset.movielens]          # one dataset: [dataset.<plugin>] with the plugin's options
+    variant = "ml-1m"
+
+    [splits.leave_one_out]       # one or more protocols: [splits.<label>]
+    [recommenders.popularity]    # one or more: [recommenders.<label>]
+    [recommenders.most-popular]
+    use = "popularity"           # the plugin, when the label is not the plugin's name
+    method = "count"
+    [recommenders.transformer]
+    register_as = "ml1m-seed"    # models only: registry name (default: <experiment>-<label>[-<split>])
+    [recommenders.transformer.training]   # models only: TrainingOptions
+    epochs = 10
+    [recommenders.wider]
+    extends = "transformer"      # start from another recommender's table (training merged key by key)
+    embedding_dim = 64
+
+    [evaluation]                 # EvaluationOptions
+    ks = [3, 5, 10]
+
+Each component's options are checked against the attrs class its plugin registered,
+so the core never needs to know a plugin's parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ._config import did_you_mean, structure, unknown_key_message, unstructure
+from ._errors import PluginError, SpecError
+from ._evaluation import EvaluationOptions
+from ._plugin_manager import PluginManager
+from ._registrar import Kind
+from ._training import TrainingOptions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SECTIONS = ("experiment", "dataset", "splits", "recommenders", "evaluation")
+
+
+@attrs.frozen
+class ExperimentOptions:
+    name: str = attrs.field(default="experiment", metadata={"doc": "Names the run directory and registered models."})
+    seed: int = attrs.field(default=0, metadata={"doc": "Seeds every random number generator."})
+    output_dir: str = attrs.field(default="runs", metadata={"doc": "Parent folder of run directories."})
+    device: str = attrs.field(
+        default="auto", metadata={"doc": "'auto' (CUDA, then MPS, then CPU), or a torch device such as 'cpu', 'cuda:1'."}
+    )
+    register: bool = attrs.field(
+        default=True, metadata={"doc": "Register every trained model in the model registry after evaluation."}
+    )
+    registry: str | None = attrs.field(
+        default=None, metadata={"doc": "Model registry folder (default: $RECPLUG_REGISTRY, else the user data dir)."}
+    )
+
+
+@attrs.frozen
+class ComponentSpec:
+    """One configured component: its label in the spec, the plugin behind it and its typed options."""
+
+    label: str
+    kind: Kind
+    plugin: str
+    options: Any
+    training: TrainingOptions | None = None
+    register_as: str | None = None
+
+    def resolved(self) -> dict[str, Any]:
+        """The component's table with every default filled in (JSON-ready)."""
+        table = {"use": self.plugin, **unstructure(self.options)}
+        if self.register_as:
+            table["register_as"] = self.register_as
+        if self.training is not None:
+            table["training"] = unstructure(self.training)
+        return table
+
+
+@attrs.frozen
+class ExperimentSpec:
+    """A whole experiment, validated: what to load, how to split, what to fit, how to measure."""
+
+    experiment: ExperimentOptions
+    dataset: ComponentSpec
+    splits: list[ComponentSpec]
+    recommenders: list[ComponentSpec]
+    evaluation: EvaluationOptions
+
+    def resolved(self) -> dict[str, Any]:
+        """The full spec with defaults filled in, as plain data."""
+        return {
+            "experiment": unstructure(self.experiment),
+            "dataset": {self.dataset.label: self.dataset.resolved()},
+            "splits": {s.label: s.resolved() for s in self.splits},
+            "recommenders": {r.label: r.resolved() for r in self.recommenders},
+            "evaluation": unstructure(self.evaluation),
+        }
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; syntax errors name the file, line and column."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError("spec file not found", where=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read spec file: {exc}", where=str(path)) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"invalid TOML: {exc}", where=str(path)) from None
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.path=value`` overrides (values in TOML syntax; bare words are strings)."""
+    data = copy.deepcopy(data)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"expected KEY.PATH=VALUE, got {override!r}", where="--set")
+        *parents, leaf = [part.strip() for part in key.split(".")]
+        table = data
+        for i, part in enumerate(parents):
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise SpecError(f"{'.'.join(parents[: i + 1])} is not a table", where=f"--set {key}")
+        table[leaf] = _parse_value(text.strip())
+    return data
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def parse_spec(data: dict[str, Any], registry: PluginManager) -> ExperimentSpec:
+    """Validate plain spec data against the core classes and each plugin's options class."""
+    for key in data:
+        if key not in SECTIONS:
+            raise SpecError(unknown_key_message(key, list(SECTIONS)), where=key)
+    datasets = _components(data, "dataset", ("dataset",), "dataset", registry)
+    if len(datasets) != 1:
+        raise SpecError(
+            "expected exactly one dataset, e.g. [dataset.movielens]"
+            + (f", got {len(datasets)}: {', '.join(d.label for d in datasets)}" if datasets else ""),
+            where="dataset",
+        )
+    splits = _components(data, "splits", ("splitter",), "splitter", registry)
+    if not splits:
+        splits = [ComponentSpec("leave_one_out", "splitter", "leave_one_out", _default_options(registry, "splitter", "leave_one_out"))]
+    recommenders = _components(data, "recommenders", ("model", "baseline"), "recommender", registry)
+    if not recommenders:
+        raise SpecError("expected at least one recommender, e.g. [recommenders.popularity]", where="recommenders")
+    spec = ExperimentSpec(
+        experiment=structure(data.get("experiment", {}), ExperimentOptions, "experiment"),
+        dataset=datasets[0],
+        splits=splits,
+        recommenders=recommenders,
+        evaluation=structure(data.get("evaluation", {}), EvaluationOptions, "evaluation"),
+    )
+    from ._evaluation import resolve_metrics
+
+    resolve_metrics(spec.evaluation.metrics, registry)  # unknown metric names fail now, not after training
+    return spec
+
+
+def load_spec(path: str | Path, registry: PluginManager, overrides: list[str] = ()) -> ExperimentSpec:
+    """Read, override and validate a spec file."""
+    return parse_spec(apply_overrides(read_toml(path), list(overrides)), registry)
+
+
+def _components(
+    data: dict[str, Any], section: str, kinds: tuple[Kind, ...], what: str, registry: PluginManager
+) -> list[ComponentSpec]:
+    tables = data.get(section, {})
+    if not isinstance(tables, dict):
+        raise SpecError(f"expected tables like [{section}.<name>], got {type(tables).__name__}", where=section)
+    tables = _with_extends_expanded(tables, section)
+    components = []
+    for label, table in tables.items():
+        path = f"{section}.{label}"
+        if not isinstance(table, dict):
+            raise SpecError(f"expected a table [{path}], got {type(table).__name__} {table!r}", where=path)
+        table = dict(table)
+        plugin = table.pop("use", label)
+        if not isinstance(plugin, str):
+            raise SpecError(f"expected a plugin name (string), got {plugin!r}", where=f"{path}.use")
+        try:
+            component = registry.find(plugin, kinds, what)
+        except PluginError as exc:
+            raise SpecError(exc.message, where=f"{path}.use" if "use" in tables[label] else path) from None
+        training = register_as = None
+        if component.kind == "model":
+            training = structure(table.pop("training", {}), TrainingOptions, f"{path}.training")
+            register_as = table.pop("register_as", None)
+            if register_as is not None and not isinstance(register_as, str):
+                raise SpecError(f"expected a model name (string), got {register_as!r}", where=f"{path}.register_as")
+        options = structure(table, component.options_cls, path)
+        components.append(ComponentSpec(label, component.kind, plugin, options, training, register_as))
+    return components
+
+
+def _with_extends_expanded(tables: dict[str, Any], section: str) -> dict[str, Any]:
+    """Tables with ``extends = "<label>"`` start from that table of the same section: its plugin, options and
+    ``training`` (merged key by key), never its ``register_as``; their own keys win. Chains are followed."""
+    expanded: dict[str, Any] = {}
+
+    def expand(label: str, chain: list[str]) -> Any:
+        table = tables[label]
+        if label in expanded or not isinstance(table, dict) or "extends" not in table:
+            return expanded.get(label, table)
+        parent, where = table["extends"], f"{section}.{label}.extends"
+        if not isinstance(parent, str) or parent not in tables:
+            others = [t for t in tables if t != label]
+            raise SpecError(f"cannot extend {parent!r}: no such table{did_you_mean(str(parent), others)} "
+                            f"(tables: {', '.join(others) or 'none'})", where=where)  # fmt: skip
+        if parent in chain or parent == label:
+            raise SpecError(f"circular extends: {' -> '.join([*chain, label, parent])}", where=where)
+        base = expand(parent, [*chain, label])
+        if not isinstance(base, dict):
+            raise SpecError(f"cannot extend {parent!r}: it is not a table", where=where)
+        merged = {"use": parent, **{k: copy.deepcopy(v) for k, v in base.items() if k != "register_as"}}
+        own = {k: v for k, v in table.items() if k != "extends"}
+        if isinstance(merged.get("training"), dict) and isinstance(own.get("training"), dict):
+            own["training"] = {**merged["training"], **own["training"]}
+        expanded[label] = {**merged, **own}
+        return expanded[label]
+
+    return {label: expand(label, []) for label in tables}
+
+
+def _default_options(registry: PluginManager, kind: Kind, name: str) -> Any:
+    return registry.get(kind, name).options_cls()

@@ -1,0 +1,491 @@
+"""Training torch models: the :class:`Model` contract and the :class:`Trainer` that fits one.
+
+The trainer is a short sequence of named steps: :meth:`Trainer.plan` (examples, steps, optimizer),
+:meth:`Trainer.resume` (from the last checkpoint), :meth:`Trainer.wrap` (``torch.compile`` and
+DistributedDataParallel), :meth:`Trainer.run_epoch` and :meth:`Trainer.end_epoch` (validation, checkpoints,
+early stopping). Where it stands is a typed :class:`TrainingState`, which is also what a checkpoint records.
+
+Adam(W) with optional warm-up and cosine/linear decay, gradient clipping, early stopping on validation loss
+or NDCG@10, best/last checkpoints with resume, AMP on CUDA, tensorboard scalars and tqdm progress bars.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import signal
+import threading
+import time
+from abc import abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import _distributed as distributed
+from ._components import Recommender, RunContext
+from ._data import Interactions
+from ._devices import resolve_device
+from ._errors import RecplugError, SpecError
+from ._evaluation import rank_cases
+from ._examples import ExampleSource
+from ._split import EvalCases, TrainView
+
+log = logging.getLogger("recplug.training")
+
+CHECKPOINT_FORMAT = 2
+"""Bumped when a checkpoint's layout changes; format 1 (recplug 0.1) had no format key and a plain state dict."""
+
+
+@attrs.frozen
+class TrainingOptions:
+    epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1), metadata={"doc": "Passes over the training examples."})
+    batch_size: int = attrs.field(default=512, validator=attrs.validators.ge(1), metadata={"doc": "Examples per step."})
+    lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0.0), metadata={"doc": "Peak learning rate."})
+    weight_decay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0), metadata={"doc": "AdamW weight decay."})
+    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.999], metadata={"doc": "Adam betas."})
+    schedule: Literal["constant", "cosine", "linear"] = attrs.field(
+        default="constant", metadata={"doc": "Learning-rate decay after warm-up."}
+    )
+    warmup_steps: int = attrs.field(default=0, validator=attrs.validators.ge(0), metadata={"doc": "Linear warm-up steps."})
+    grad_clip: float | None = attrs.field(default=1.0, metadata={"doc": "Max gradient norm (none: no clipping)."})
+    monitor: Literal["loss", "ndcg@10"] = attrs.field(
+        default="loss", metadata={"doc": "Validation measure for early stopping and best checkpoint."}
+    )
+    patience: int | None = attrs.field(
+        default=None, metadata={"doc": "Stop after this many epochs without improvement (none: never stop early)."}
+    )
+    validation_cases: int = attrs.field(
+        default=20_000, validator=attrs.validators.ge(1), metadata={"doc": "At most this many validation cases per epoch."}
+    )
+    max_steps_per_epoch: int | None = attrs.field(
+        default=None, metadata={"doc": "Cap on steps per epoch (quick runs and tests)."}
+    )
+    amp: bool = attrs.field(default=True, metadata={"doc": "bf16 autocast on CUDA (ignored on CPU)."})
+    compile: bool = attrs.field(default=False, metadata={"doc": "Wrap the module with torch.compile."})
+    num_threads: int | None = attrs.field(default=None, metadata={"doc": "torch CPU threads (default: torch's)."})
+
+
+class Model(Recommender):
+    """A torch recommender trained by recplug's :class:`Trainer`.
+
+    Subclasses build their ``torch.nn.Module`` in :meth:`build`, describe training
+    examples in :meth:`training_examples` and the loss in :meth:`loss`; :meth:`fit`
+    runs the trainer with the ``training`` options of the spec.
+    """
+
+    kind = "model"
+    module: torch.nn.Module
+
+    def __init__(self, options: Any, training: TrainingOptions | None = None) -> None:
+        super().__init__(options)
+        self.training = training or TrainingOptions()
+        self.device = torch.device("cpu")
+
+    @abstractmethod
+    def build(self, data: Interactions) -> torch.nn.Module:
+        """Create the module for this dataset's vocabulary sizes (called before training or loading)."""
+
+    @abstractmethod
+    def training_examples(self, train: TrainView) -> ExampleSource:
+        """The training examples: an indexable source of batches."""
+
+    def validation_examples(self, data: Interactions, cases: EvalCases) -> ExampleSource | None:
+        """Examples for the validation loss (default: none, so only validation NDCG@10 is measured)."""
+        return None
+
+    @abstractmethod
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training loss of one batch (a scalar)."""
+
+    def prepare(self, data: Interactions) -> None:
+        """Build the module for ``data`` and remember its vocabulary sizes."""
+        self.n_items = data.n_items
+        self.pad_token = data.pad_token
+        self.module = self.build(data)
+
+    def fit(self, train: TrainView, validation: EvalCases, context: RunContext) -> None:
+        self.prepare(train.data)
+        Trainer(self, train, validation, context).fit()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor], data: Interactions) -> None:
+        self.prepare(data)
+        self.module.load_state_dict(state)
+        self.module.eval()
+
+    def to(self, device: torch.device | str) -> Model:
+        self.device = torch.device(device)
+        self.module.to(self.device)
+        return self
+
+
+@attrs.define
+class TrainingState:
+    """Where training stands after the last completed step; the ``state`` of every checkpoint."""
+
+    epoch: int = 0
+    """Completed epochs."""
+    step: int = 0
+    """Optimizer steps taken in all."""
+    best: float | None = None
+    """Best monitored validation value so far (lower is better)."""
+    bad_epochs: int = 0
+    """Epochs since the last improvement."""
+    step_in_epoch: int = 0
+    """Steps already taken of the current epoch (non-zero only after an interruption)."""
+    epoch_seen: int = 0
+    """Examples seen in those steps."""
+    epoch_loss: float = 0.0
+    """Sum of their losses, weighted by examples."""
+
+
+@attrs.frozen(eq=False)
+class TrainingPlan:
+    """What one training run will do, fixed before the first step."""
+
+    examples: ExampleSource
+    validation_examples: ExampleSource | None
+    validation_cases: EvalCases
+    steps_per_epoch: int
+    total_steps: int
+
+
+class Trainer:
+    """Fits one :class:`Model` on a training view; ``fit()`` leaves the best weights loaded."""
+
+    def __init__(self, model: Model, train: TrainView, validation: EvalCases, context: RunContext) -> None:
+        self.model, self.train, self.validation, self.context = model, train, validation, context
+        self.options = model.training
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.state = TrainingState()
+        run_dir = Path(context.run_dir) / "checkpoints" if context.run_dir else None
+        self.checkpoints = Checkpoints(run_dir if self.rank == 0 else None)
+        self.resume_from = Checkpoints(run_dir)
+
+    def fit(self) -> dict[str, float]:
+        """Plan, resume, wrap, then run epochs until done or stopped early; returns the last epoch's summary."""
+        opts = self.options
+        if opts.num_threads:
+            torch.set_num_threads(opts.num_threads)
+        self.device = resolve_device(self.context.device)
+        self.model.to(self.device)
+        torch.manual_seed(self.context.seed)
+        plan = self.plan()
+        self.optimizer, self.scheduler = _optimizer_and_schedule(self.model, opts, plan.total_steps)
+        if self.context.resume:
+            self.resume()
+        step_fn = self.wrap()
+        writer = _tensorboard(self.context) if self.rank == 0 else None
+        summary: dict[str, float] = {}
+        stop = StopRequest()
+        try:
+            for epoch in range(self.state.epoch, opts.epochs):
+                summary = self.run_epoch(epoch, plan, step_fn, stop)
+                if self.end_epoch(epoch, plan, summary, writer):
+                    break
+        finally:
+            stop.restore()
+            if writer:
+                writer.close()
+        self.checkpoints.restore_best(self.model)
+        self.model.module.eval()
+        return summary
+
+    def plan(self) -> TrainingPlan:
+        """Training and validation examples, and the steps per epoch (the global batch shared by every process)."""
+        opts, model = self.options, self.model
+        examples = model.training_examples(self.train)
+        if opts.batch_size % self.world:
+            raise SpecError(f"batch_size {opts.batch_size} must be divisible by the {self.world} processes",
+                            where="training.batch_size")  # fmt: skip
+        steps = math.ceil(len(examples) / opts.batch_size)
+        if self.world > 1 and len(examples) % opts.batch_size and len(examples) % opts.batch_size < self.world:
+            steps -= 1  # a final batch too small to give every process a share
+        if opts.max_steps_per_epoch:
+            steps = min(steps, opts.max_steps_per_epoch)
+        return TrainingPlan(
+            examples=examples,
+            validation_examples=model.validation_examples(self.train.data, self.validation),
+            validation_cases=_subsample(self.validation, opts.validation_cases, self.context.seed),
+            steps_per_epoch=steps,
+            total_steps=steps * opts.epochs,
+        )
+
+    def resume(self) -> None:
+        """Continue from the last checkpoint, when there is one: weights, optimizer, schedule, RNG and state."""
+        resumed = self.resume_from.load("last", self.model, self.optimizer, self.scheduler)
+        if resumed is not None:
+            self.checkpoints.best_state = self.resume_from.best_state
+            self.state = resumed
+            log.info("resumed from epoch %d", self.state.epoch)
+
+    def wrap(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        """The loss function the steps call: compiled, and under DistributedDataParallel with several processes."""
+        step_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor] = self.model.loss
+        if self.options.compile:
+            step_fn = torch.compile(step_fn)
+        if self.world > 1:  # DistributedDataParallel averages the gradients of every process's share
+            from torch.nn.parallel import DistributedDataParallel
+
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            step_fn = DistributedDataParallel(distributed.LossModule(self.model), device_ids=device_ids)
+        return step_fn
+
+    def run_epoch(self, epoch: int, plan: TrainingPlan, step_fn: Callable, stop: StopRequest) -> dict[str, float]:
+        """The steps of one epoch (from where an interrupted one stopped); returns its training summary."""
+        opts, model, state, world = self.options, self.model, self.state, self.world
+        model.module.train()
+        order = np.random.default_rng([self.context.seed, epoch]).permutation(len(plan.examples))
+        started, seen, total_loss = time.perf_counter(), state.epoch_seen, state.epoch_loss
+        autocast = self.device.type == "cuda" and opts.amp
+        quiet = None if log.isEnabledFor(logging.INFO) else True  # None: only on a terminal
+        steps = range(state.step_in_epoch, plan.steps_per_epoch)
+        bar = tqdm(steps, desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False, disable=quiet)
+        for i in bar:
+            batch = plan.examples.batch(order[i * opts.batch_size : (i + 1) * opts.batch_size][self.rank :: world])
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss = step_fn(batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if opts.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.module.parameters(), opts.grad_clip)
+            self.optimizer.step()
+            self.scheduler.step()
+            state.step += 1
+            n = len(next(iter(batch.values()))) * world
+            seen += n
+            total_loss += loss.item() * n
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{seen / (time.perf_counter() - started):.0f}")
+            if stop.requested:  # Ctrl-C: finish this step, keep a checkpoint of exactly here, stop
+                state.step_in_epoch, state.epoch_seen, state.epoch_loss = i + 1, seen, total_loss
+                self.checkpoints.save("last", model, self.optimizer, self.scheduler, state)
+                where = Path(self.context.run_dir).parent.parent if self.context.run_dir else "RUN_DIR"
+                raise TrainingInterrupted(
+                    f"interrupted after step {i + 1} of epoch {epoch + 1}; checkpoint saved. "
+                    f"Continue with: recplug run --resume {where}"
+                )
+        train_time = time.perf_counter() - started
+        return {"loss/train": total_loss / max(seen, 1), "throughput/samples_per_s": seen / train_time,
+                "lr": self.scheduler.get_last_lr()[0], "time/train_s": train_time}  # fmt: skip
+
+    def end_epoch(self, epoch: int, plan: TrainingPlan, summary: dict[str, float], writer: Any) -> bool:
+        """Validate, keep the best and last checkpoints, report; True when training should stop early."""
+        opts, state = self.options, self.state
+        summary.update(validate(self.model, plan.validation_examples, plan.validation_cases, opts.batch_size, self.train))
+        measure = _monitored(summary, opts.monitor)
+        improved = state.best is None or measure < state.best
+        state.epoch = epoch + 1
+        state.best = measure if improved else state.best
+        state.bad_epochs = 0 if improved else state.bad_epochs + 1
+        state.step_in_epoch, state.epoch_seen, state.epoch_loss = 0, 0, 0.0
+        if improved:
+            self.checkpoints.save("best", self.model, self.optimizer, self.scheduler, state)
+        self.checkpoints.save("last", self.model, self.optimizer, self.scheduler, state)
+        if self.rank == 0:
+            _report_epoch(writer, summary, epoch + 1, opts.epochs, improved)
+        if opts.patience is not None and state.bad_epochs >= opts.patience:
+            log.info("early stop: no improvement for %d epochs", opts.patience)
+            return True
+        return False
+
+
+def train_model(model: Model, train: TrainView, validation: EvalCases, context: RunContext) -> dict[str, float]:
+    """Train ``model.module`` in place (the model must be prepared); leaves the best weights loaded."""
+    return Trainer(model, train, validation, context).fit()
+
+
+@torch.no_grad()
+def validate(model: Model, examples: ExampleSource | None, cases: EvalCases, batch_size: int, train: TrainView) -> dict[str, float]:
+    """Validation loss (when the model offers validation examples) and NDCG@10 / HR@10 on ``cases``."""
+    model.module.eval()
+    result = {"loss/validation": float("nan")}
+    if examples is not None and len(examples):
+        total, count = 0.0, 0
+        for lo in range(0, len(examples), batch_size):
+            batch = examples.batch(np.arange(lo, min(lo + batch_size, len(examples))))
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            n = len(next(iter(batch.values())))
+            total += model.loss(batch).item() * n
+            count += n
+        result["loss/validation"] = total / count
+    if len(cases):
+        ranked = rank_cases(model, train.data, cases, 10, batch_size=1024)
+        result["validation/ndcg@10"] = ranked.ndcgs(10).mean().item()
+        result["validation/hit_rate@10"] = ranked.hits(10).mean().item()
+    model.module.train()
+    return result
+
+
+class TrainingInterrupted(RecplugError):
+    """Training was stopped by Ctrl-C after a step; the last checkpoint holds exactly that step."""
+
+    exit_code = 130
+
+
+class CheckpointError(RecplugError):
+    """A checkpoint that cannot be resumed from: damaged, foreign, or of another format."""
+
+
+class StopRequest:
+    """Turns the first Ctrl-C (SIGINT) into a request to stop after the current step; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("stopping after the current step (Ctrl-C again to abort at once)")
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def _monitored(summary: dict[str, float], monitor: str) -> float:
+    """The validation measure to minimise; models without validation examples fall back to -NDCG@10."""
+    loss = summary["loss/validation"]
+    if monitor == "loss" and not math.isnan(loss):
+        return loss
+    return -summary.get("validation/ndcg@10", 0.0)
+
+
+def _subsample(cases: EvalCases, limit: int, seed: int) -> EvalCases:
+    if len(cases) <= limit:
+        return cases
+    index = np.sort(np.random.default_rng(seed).choice(len(cases), size=limit, replace=False))
+    return cases.subset(index)
+
+
+def _optimizer_and_schedule(model: Model, opts: TrainingOptions, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the module's parameters and a per-step LambdaLR (warm-up, then constant/cosine/linear)."""
+    betas = (opts.betas[0], opts.betas[1])
+    optimizer = torch.optim.AdamW(model.module.parameters(), lr=opts.lr, betas=betas, weight_decay=opts.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(opts, total_steps))
+
+
+def _report_epoch(writer: Any, summary: dict[str, float], epoch: int, epochs: int, improved: bool) -> None:
+    """Tensorboard scalars of the epoch and its one-line summary in the log (``*``: a new best)."""
+    if writer:
+        for key, value in summary.items():
+            if key != "time/train_s":
+                writer.add_scalar(key, value, epoch)
+        writer.flush()
+    log.info(
+        "epoch %d/%d  train loss %.4f  val loss %.4f  val ndcg@10 %.4f  %.0f samples/s  %.1fs%s",
+        epoch, epochs, summary["loss/train"], summary["loss/validation"], summary.get("validation/ndcg@10", float("nan")),
+        summary["throughput/samples_per_s"], summary["time/train_s"], "  *" if improved else "",
+    )  # fmt: skip
+
+
+def _lr_lambda(opts: TrainingOptions, total_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < opts.warmup_steps:
+            return (step + 1) / opts.warmup_steps
+        progress = (step - opts.warmup_steps) / max(1, total_steps - opts.warmup_steps)
+        if opts.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        if opts.schedule == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
+
+    return factor
+
+
+def _tensorboard(context: RunContext) -> Any:
+    if not context.run_dir:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(Path(context.run_dir) / "tensorboard"))
+
+
+class Checkpoints:
+    """``best.pt`` and ``last.pt`` in one folder, written atomically, read with ``weights_only=True``.
+
+    A checkpoint is ``{"format", "module", "optimizer", "scheduler", "state", "torch_rng"[, "cuda_rng"]}``;
+    ``state`` is a :class:`TrainingState` as a plain dict.
+    """
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def save(self, name: str, model: Model, optimizer: torch.optim.Optimizer, scheduler: Any, state: TrainingState) -> None:
+        if name == "best":
+            self.best_state = {k: v.detach().clone() for k, v in model.module.state_dict().items()}
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": CHECKPOINT_FORMAT,
+            "module": model.module.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "state": attrs.asdict(state),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if torch.cuda.is_available():
+            payload["cuda_rng"] = torch.stack(torch.cuda.get_rng_state_all())
+        tmp = self.folder / f".{name}.pt.tmp"
+        torch.save(payload, tmp)
+        tmp.replace(self.folder / f"{name}.pt")
+
+    def load(self, name: str, model: Model, optimizer: torch.optim.Optimizer, scheduler: Any) -> TrainingState | None:
+        """Restore everything from ``name.pt``; None when there is none. A damaged or foreign file is a
+        :class:`CheckpointError` naming it."""
+        path = self.folder / f"{name}.pt" if self.folder else None
+        if path is None or not path.exists():
+            return None
+        payload = _read_checkpoint(path)
+        try:
+            model.module.load_state_dict(payload["module"])
+            optimizer.load_state_dict(payload["optimizer"])
+            scheduler.load_state_dict(payload["scheduler"])
+            state = TrainingState(**payload["state"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"does not fit this model and its options: {str(exc).splitlines()[0]}",
+                                  where=str(path)) from None  # fmt: skip
+        torch.set_rng_state(payload["torch_rng"])
+        if "cuda_rng" in payload and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(list(payload["cuda_rng"]))
+        best = path.with_name("best.pt")
+        if best.exists():
+            self.best_state = _read_checkpoint(best)["module"]
+        return state
+
+    def restore_best(self, model: Model) -> None:
+        if self.best_state is not None:
+            model.module.load_state_dict(self.best_state)
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)  # load_state_dict moves to the device
+    except Exception as exc:  # truncated, not a torch file, or holding objects weights_only refuses
+        raise CheckpointError(f"cannot be read as a checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+                              where=str(path)) from None  # fmt: skip
+    if not isinstance(payload, dict) or "module" not in payload or "state" not in payload:
+        raise CheckpointError("is not a recplug training checkpoint", where=str(path))
+    found = payload.get("format", 1)
+    if found != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"is a format-{found} checkpoint; this recplug resumes format {CHECKPOINT_FORMAT} only: "
+            "start the run again without --resume",
+            where=str(path),
+        )
+    return payload
