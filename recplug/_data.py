@@ -1,9 +1,13 @@
-"""Interactions: a dataset's users' time-ordered item sequences as flat arrays.
+"""Interactions: a dataset's users' time-ordered item sequences as flat arrays, and their metadata.
 
 Every dataset plugin produces one :class:`Interactions`. Users and items are
 mapped to contiguous tokens ``0..n-1`` (sorted by raw id); item token
 ``n_items`` is reserved for padding. Sequences are stored CSR-style: user ``u``'s
 items, in time order, are ``items[offsets[u]:offsets[u + 1]]``.
+
+Item and user metadata are :class:`FeatureTable` objects: a frame with one row per token and the declared
+kind of every column (categorical, multi-valued, numeric or text), which is all that evaluation, reports,
+the command line and feature towers read.
 """
 
 from __future__ import annotations
@@ -14,11 +18,120 @@ import shutil
 import tempfile
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy as np
 import pandas as pd
+
+FeatureKind = Literal["categorical", "multi", "numeric", "text"]
+FEATURE_KINDS: tuple[FeatureKind, ...] = ("categorical", "multi", "numeric", "text")
+
+
+@attrs.frozen(eq=False)
+class FeatureTable:
+    """Metadata of items or users: a frame (one row per token, or per raw id before tokenising) and the
+    declared kind of each of its columns.
+
+    - ``categorical``: one value from a set (a brand, a gender, an age band), any scalar;
+    - ``multi``: a list of values (genres, tags);
+    - ``numeric``: a number (a year, a price); missing values are NaN;
+    - ``text``: free text, shown to people but never modelled (a title).
+    """
+
+    frame: pd.DataFrame
+    kinds: dict[str, FeatureKind]
+
+    def __attrs_post_init__(self) -> None:
+        from ._errors import DataError
+
+        undeclared = [c for c in self.frame.columns if c not in self.kinds]
+        missing = [c for c in self.kinds if c not in self.frame.columns]
+        bad = {c: k for c, k in self.kinds.items() if k not in FEATURE_KINDS}
+        if undeclared or missing or bad:
+            raise DataError(
+                "metadata columns and their declared kinds disagree: "
+                + "; ".join(filter(None, [
+                    f"undeclared columns {undeclared}" if undeclared else "",
+                    f"declared but absent {missing}" if missing else "",
+                    f"unknown kinds {bad} (use {', '.join(FEATURE_KINDS)})" if bad else "",
+                ]))
+            )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def columns(self, kind: FeatureKind) -> list[str]:
+        """The columns of one kind, in frame order."""
+        return [c for c in self.frame.columns if self.kinds[c] == kind]
+
+    def multi_hot(self, column: str) -> tuple[np.ndarray, list[str]]:
+        """bool ``[rows, values]`` of a multi-valued (or categorical) column, and the sorted values (as text)."""
+        lists = self._lists(column)
+        values = sorted({str(v) for row in lists for v in row})
+        position = {v: i for i, v in enumerate(values)}
+        matrix = np.zeros((len(lists), len(values)), dtype=bool)
+        for row, entries in enumerate(lists):
+            matrix[row, [position[str(v)] for v in entries]] = True
+        return matrix, values
+
+    def codes(self, column: str, categories: list[str] | None = None) -> tuple[np.ndarray, list[str]]:
+        """int64 codes of a categorical column (``-1``: a value not in ``categories``), and the categories:
+        by default the column's sorted values, as text."""
+        text = self.frame[column].astype(str)
+        categories = sorted(set(text)) if categories is None else categories
+        return pd.Index(categories).get_indexer(text).astype(np.int64), categories
+
+    def numbers(self, column: str) -> np.ndarray:
+        """float64 values of a numeric column (NaN where missing)."""
+        return pd.to_numeric(self.frame[column], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+
+    def record(self, row: int) -> dict[str, Any]:
+        """One row as JSON-ready values: text and categories as they are, whole numbers as ints, lists as lists."""
+        return {column: _plain(self.frame[column].iloc[row], self.kinds[column]) for column in self.frame.columns}
+
+    def describe(self, row: int) -> str:
+        """A one-line label: the text columns, then the multi-valued ones in brackets."""
+        record = self.record(row)
+        text = " ".join(str(record[c]) for c in self.columns("text") if record[c] is not None)
+        lists = "; ".join(", ".join(map(str, record[c])) for c in self.columns("multi") if record[c])
+        return f"{text} [{lists}]" if lists else text
+
+    def reindexed(self, ids: np.ndarray) -> FeatureTable:
+        """Rows for ``ids`` of a table indexed by raw id, in that order (missing ids get empty rows)."""
+        frame = self.frame.reindex(ids).reset_index(drop=True)
+        for column in self.columns("multi"):
+            frame[column] = [v if isinstance(v, list) else [] for v in frame[column]]
+        return FeatureTable(frame, dict(self.kinds))
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain data (see :meth:`from_json`): what the cache and the model registry store."""
+        return {"kinds": dict(self.kinds),
+                "columns": {c: [self.record(i)[c] for i in range(len(self))] for c in self.frame.columns}}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FeatureTable:
+        kinds = data["kinds"]
+        frame = pd.DataFrame({c: pd.Series(v, dtype=float if kinds[c] == "numeric" else object)
+                              for c, v in data["columns"].items()})  # fmt: skip
+        return cls(frame, kinds)
+
+    def _lists(self, column: str) -> list[list[Any]]:
+        if self.kinds[column] == "multi":
+            return [list(v) if isinstance(v, (list, tuple, np.ndarray)) else [] for v in self.frame[column]]
+        return [[] if pd.isna(v) else [v] for v in self.frame[column]]
+
+
+def _plain(value: Any, kind: FeatureKind) -> Any:
+    if kind == "multi":
+        return [v.item() if hasattr(v, "item") else v for v in value] if isinstance(value, (list, tuple)) else []
+    if value is None or (not isinstance(value, (list, tuple)) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if kind == "numeric" and isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 @attrs.frozen(eq=False)
@@ -39,10 +152,10 @@ class Interactions:
     """int64 timestamp of each interaction."""
     fingerprint: str
     """sha256 of the source rating file(s): identifies exactly which data was used."""
-    item_info: pd.DataFrame | None = None
-    """Optional per-item metadata indexed by item token (e.g. title, genres)."""
-    user_info: pd.DataFrame | None = None
-    """Optional per-user metadata indexed by user token."""
+    item_info: FeatureTable | None = None
+    """Optional per-item metadata, a row per item token (e.g. title, genres, year)."""
+    user_info: FeatureTable | None = None
+    """Optional per-user metadata, a row per user token."""
     source: dict[str, Any] = attrs.field(factory=dict)
     """Free-form description of where the data came from (dataset name, paths)."""
 
@@ -96,8 +209,8 @@ def build_interactions(
     fingerprint: str,
     user_ids: np.ndarray | None = None,
     item_ids: np.ndarray | None = None,
-    item_info: pd.DataFrame | None = None,
-    user_info: pd.DataFrame | None = None,
+    item_info: FeatureTable | None = None,
+    user_info: FeatureTable | None = None,
     source: dict[str, Any] | None = None,
 ) -> Interactions:
     """Tokenise raw (user, item, rating, timestamp) rows into :class:`Interactions`.
@@ -105,7 +218,7 @@ def build_interactions(
     ``user_ids``/``item_ids`` give the full vocabularies (e.g. every user in
     users.dat); by default they are the ids that occur in the rows. Rows are
     ordered by user, then timestamp, with a stable sort so that ties keep file order.
-    Vocabulary frames (``item_info``/``user_info``) must be indexed by raw id; they
+    Metadata tables (``item_info``/``user_info``) must be indexed by raw id; they
     are re-indexed by token.
     """
     users = np.asarray(users)
@@ -136,8 +249,8 @@ def build_interactions(
         ratings=ratings[order],
         timestamps=timestamps[order],
         fingerprint=fingerprint,
-        item_info=None if item_info is None else item_info.reindex(item_ids).reset_index(),
-        user_info=None if user_info is None else user_info.reindex(user_ids).reset_index(),
+        item_info=None if item_info is None else item_info.reindexed(item_ids),
+        user_info=None if user_info is None else user_info.reindexed(user_ids),
         source=source or {},
     )
 
@@ -199,6 +312,8 @@ def _user_time_order(user_tok: np.ndarray, timestamps: np.ndarray) -> np.ndarray
     return np.lexsort((np.arange(len(timestamps)), timestamps, user_tok))
 
 
+CACHE_FORMAT = 2
+"""Bumped when the cached layout changes; a cache of another format is parsed again."""
 _ARRAYS = ("user_ids", "item_ids", "offsets", "items", "ratings", "timestamps")
 
 
@@ -210,10 +325,10 @@ def save_interactions(data: Interactions, folder: Path) -> None:
         for name in _ARRAYS:
             np.save(staging / f"{name}.npy", np.ascontiguousarray(getattr(data, name)))
         for name in ("item_info", "user_info"):
-            frame = getattr(data, name)
-            if frame is not None:
-                frame.to_json(staging / f"{name}.json", orient="split", index=False)
-        meta = {"fingerprint": data.fingerprint, "source": data.source}
+            table = getattr(data, name)
+            if table is not None:
+                (staging / f"{name}.json").write_text(json.dumps(table.to_json()))
+        meta = {"format": CACHE_FORMAT, "fingerprint": data.fingerprint, "source": data.source}
         (staging / "meta.json").write_text(json.dumps(meta))
         os.replace(staging, folder)
     except OSError:
@@ -227,11 +342,13 @@ def load_interactions(folder: Path) -> Interactions | None:
     """Read what :func:`save_interactions` wrote, arrays memory-mapped; None when absent or incomplete."""
     try:
         meta = json.loads((folder / "meta.json").read_text())
-        arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS}
-        frames = {}
+        if meta.get("format") != CACHE_FORMAT:
+            return None
+        arrays: dict[str, Any] = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in _ARRAYS}
+        frames: dict[str, Any] = {}
         for name in ("item_info", "user_info"):
             path = folder / f"{name}.json"
-            frames[name] = pd.read_json(path, orient="split", dtype=False) if path.exists() else None
-    except (OSError, ValueError):
+            frames[name] = FeatureTable.from_json(json.loads(path.read_text())) if path.exists() else None
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return Interactions(**arrays, **frames, fingerprint=meta["fingerprint"], source=meta["source"])

@@ -82,7 +82,7 @@ def rank_cases(
         users = torch.from_numpy(cases.users[lo:hi])
         start, end = cases.history_start[lo:hi], cases.target_pos[lo:hi]
         histories = gather_histories(data, start, end, min(int((end - start).max(initial=1)) or 1, max_history))
-        seen = seen_mask(data, cases.exclude_start[lo:hi], end) if exclude_seen else None
+        seen = seen_mask(data, cases.seen_start[lo:hi], end) if exclude_seen else None
         top, _ = recommender.recommend(users, histories, max_k, exclude_items=seen, exclude_history=False)
         top = top.cpu()
         found = top == targets[lo:hi, None]
@@ -95,7 +95,7 @@ def rank_cases(
         targets=targets,
         n_items=data.n_items,
         item_popularity=popularity,
-        item_genres=item_genres(data),
+        item_info=data.item_info,
     )
 
 
@@ -110,14 +110,6 @@ def seen_mask(data: Interactions, start: np.ndarray, end: np.ndarray) -> torch.T
     mask = torch.zeros(len(start), data.n_items, dtype=torch.bool)
     mask[torch.from_numpy(rows), torch.from_numpy(data.items[positions].astype(np.int64))] = True
     return mask
-
-
-def item_genres(data: Interactions) -> torch.Tensor | None:
-    """Multi-hot genres ``[n_items, n_genres]`` from the item metadata's '|'-separated ``genres`` column."""
-    if data.item_info is None or "genres" not in data.item_info:
-        return None
-    dummies = data.item_info["genres"].fillna("").astype(str).str.get_dummies(sep="|")
-    return torch.tensor(dummies.to_numpy(bool))
 
 
 def compute_metrics(ranked: RankedLists, metrics: dict[str, Metric], ks: list[int]) -> dict[str, dict[int, float]]:

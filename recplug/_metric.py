@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 import attrs
 import torch
 
+from ._data import FeatureTable
+
 
 @attrs.frozen(eq=False)
 class RankedLists:
@@ -22,8 +24,8 @@ class RankedLists:
     n_items: int
     item_popularity: torch.Tensor
     """float64 ``[n_items]``: how often each item occurs in the training data."""
-    item_genres: torch.Tensor | None = None
-    """bool ``[n_items, n_genres]``: each item's genres, when the dataset has them."""
+    item_info: FeatureTable | None = None
+    """The dataset's item metadata (a row per item token), when it has some."""
 
     def hits(self, k: int) -> torch.Tensor:
         """float64 ``[cases]``: 1 where the target is in the top ``k``."""

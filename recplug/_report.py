@@ -7,6 +7,8 @@ import html
 from pathlib import Path
 from typing import Any
 
+from ._data import FeatureKind
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px; background: #fafafa; color: #222; }
 h1 { font-size: 20px; } h2 { font-size: 16px; margin: 0 0 8px; }
@@ -24,11 +26,15 @@ h1 { font-size: 20px; } h2 { font-size: 16px; margin: 0 0 8px; }
 
 
 def render_report(title: str, history: list[dict[str, Any]], recommendations: list[dict[str, Any]],
-                  posters: Path | None = None) -> str:  # fmt: skip
-    """A self-contained HTML page; posters are embedded from ``posters/<item_id>.jpg`` (or .png) when present."""
+                  kinds: dict[str, FeatureKind], posters: Path | None = None) -> str:  # fmt: skip
+    """A self-contained HTML page; posters are embedded from ``posters/<item_id>.jpg`` (or .png) when present.
+
+    Items are records (``item_id``, optional ``score`` and metadata columns); ``kinds`` declares the metadata
+    columns: the first text column titles a card, numbers and categories make its first line, lists its second.
+    """
 
     def cards(items: list[dict[str, Any]]) -> str:
-        return "\n".join(_card(item, posters) for item in items)
+        return "\n".join(_card(item, kinds, posters) for item in items)
 
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{_STYLE}</style></head>
@@ -40,16 +46,18 @@ def render_report(title: str, history: list[dict[str, Any]], recommendations: li
 """
 
 
-def _card(item: dict[str, Any], posters: Path | None) -> str:
-    title = str(item.get("title") or f"item {item['item_id']}")
-    year = item.get("year")
-    genres = str(item.get("genres") or "").replace("|", ", ")
+def _card(item: dict[str, Any], kinds: dict[str, FeatureKind], posters: Path | None) -> str:
+    texts = [str(item[c]) for c, kind in kinds.items() if kind == "text" and item.get(c) is not None]
+    title = texts[0] if texts else f"item {item['item_id']}"
+    facts = [str(item[c]) for c, kind in kinds.items() if kind in ("numeric", "categorical") and item.get(c) is not None]
+    if "score" in item:
+        facts.append(f"score {item['score']:.3f}")
+    lists = "; ".join(", ".join(map(str, item[c])) for c, kind in kinds.items() if kind == "multi" and item.get(c))
     image = _poster(item["item_id"], posters)
     picture = f'<img src="{image}" alt="">' if image else f'<div class="poster">{html.escape(title[:1])}</div>'
-    score = f" · score {item['score']:.3f}" if "score" in item else ""
     return (
         f'<div class="card">{picture}<div class="title">{html.escape(title)}</div>'
-        f'<div class="meta">{year or ""}{score}</div><div class="meta">{html.escape(genres)}</div></div>'
+        f'<div class="meta">{html.escape(" · ".join(facts))}</div><div class="meta">{html.escape(lists)}</div></div>'
     )
 
 

@@ -62,11 +62,16 @@ class EvalCases:
     def __len__(self) -> int:
         return len(self.users)
 
+    @property
+    def seen_start(self) -> np.ndarray:
+        """int64 flat position from which history items count as seen (``exclude_start``, filled in)."""
+        return self.history_start if self.exclude_start is None else self.exclude_start
+
     def targets(self, data: Interactions) -> np.ndarray:
         return data.items[self.target_pos].astype(np.int64)
 
     def subset(self, index: np.ndarray) -> EvalCases:
-        return EvalCases(self.users[index], self.history_start[index], self.target_pos[index], self.exclude_start[index])
+        return EvalCases(self.users[index], self.history_start[index], self.target_pos[index], self.seen_start[index])
 
 
 @attrs.frozen(eq=False)

@@ -16,7 +16,7 @@ Names here follow the deprecation policy: one release of warnings before anythin
 from __future__ import annotations
 
 from ._components import Baseline, Dataset, NoOptions, Recommender, RunContext, Splitter, exclude
-from ._data import Interactions, build_interactions, load_interactions, save_interactions
+from ._data import FeatureKind, FeatureTable, Interactions, build_interactions, load_interactions, save_interactions
 from ._errors import DataError, PluginError, RecplugError, SpecError
 from ._examples import ExampleSource, SequenceChunks, WindowExamples
 from ._hookspecs import PLUGIN_API_VERSION, hookimpl
@@ -48,6 +48,8 @@ __all__ = [
     # data, splits and training examples
     "EvalCases",
     "ExampleSource",
+    "FeatureKind",
+    "FeatureTable",
     "Interactions",
     "SequenceChunks",
     "Split",

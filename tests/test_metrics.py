@@ -3,12 +3,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import ndcg_score
 
 from recplug._evaluation import resolve_metrics
-from recplug.api import RankedLists
+from recplug.api import FeatureTable, RankedLists
 
 
 def ranked_from(ranks: list[int], max_k: int = 10) -> RankedLists:
@@ -23,8 +24,8 @@ def ranked_from(ranks: list[int], max_k: int = 10) -> RankedLists:
 
 
 @pytest.fixture
-def metrics(registry):
-    return resolve_metrics(["mrr", "map", "ndcg", "hit_rate"], registry)
+def metrics(plugins):
+    return resolve_metrics(["mrr", "map", "ndcg", "hit_rate"], plugins)
 
 
 def test_hand_computed_cases(metrics) -> None:
@@ -54,13 +55,13 @@ def test_ndcg_matches_sklearn_on_random_cases(metrics, k: int) -> None:
     assert metrics["ndcg"].compute(ranked_from(rank.tolist()), k) == pytest.approx(expected, abs=1e-12)
 
 
-def test_beyond_accuracy_metrics_hand_computed(registry) -> None:
-    m = resolve_metrics(["coverage", "novelty", "diversity", "popularity_bias"], registry)
+def test_beyond_accuracy_metrics_hand_computed(plugins) -> None:
+    m = resolve_metrics(["coverage", "novelty", "diversity", "popularity_bias"], plugins)
     popularity = torch.tensor([6.0, 2.0, 0.0, 0.0], dtype=torch.float64)  # items 2, 3 never occur in training
-    genres = torch.tensor([[1, 0], [1, 1], [0, 1], [0, 1]], dtype=torch.bool)
+    genres = FeatureTable(pd.DataFrame({"genres": [["a"], ["a", "b"], ["b"], ["b"]]}), {"genres": "multi"})
     ranked = RankedLists(
         top_items=torch.tensor([[0, 1], [0, 2]]), target_rank=torch.tensor([2, 2]), targets=torch.tensor([3, 3]),
-        n_items=4, item_popularity=popularity, item_genres=genres,
+        n_items=4, item_popularity=popularity, item_info=genres,
     )
     assert m["coverage"].compute(ranked, 2) == pytest.approx(2 / 2)  # items 0 and 1 of the catalogue {0, 1}
     assert m["coverage"].compute(ranked, 1) == pytest.approx(1 / 2)

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import run_cli, write_spec
 from recplug._components import RunContext
 from recplug._errors import DataError
 from recplug_movielens import MovieLens, MovieLensOptions
@@ -33,9 +34,11 @@ def test_tokens_sequences_and_vocabularies(ml1m_dir: Path) -> None:
         assert list(data.sequence(user)) == list(expected)
         assert list(data.timestamps[data.offsets[user] : data.offsets[user + 1]]) == [int(r[3]) for r in rows]
     assert data.fingerprint == hashlib.sha256((ml1m_dir / "ratings.dat").read_bytes()).hexdigest()
-    assert data.item_info.loc[0, "title"] == "Movie 1: Caf\xe9 (1950)"
-    assert data.item_info.loc[1, "year"] == 1951
-    assert set(data.user_info.columns) >= {"gender", "age", "occupation"}
+    assert data.item_info.record(0)["title"] == "Movie 1: Caf\xe9 (1950)"
+    assert data.item_info.record(1)["year"] == 1951  # a whole number, not 1951.0
+    assert data.item_info.kinds == {"title": "text", "genres": "multi", "year": "numeric"}
+    assert all(isinstance(g, list) and g for g in data.item_info.frame["genres"])  # lists, no '|' convention
+    assert {"gender", "age", "occupation"} <= set(data.user_info.columns("categorical"))
 
 
 def test_data_dir_may_hold_the_variant_folder(ml1m_dir: Path) -> None:
@@ -126,7 +129,7 @@ def test_other_movielens_formats(tmp_path: Path) -> None:
     assert data.n_users == 2 and data.n_items == 2
     assert list(data.sequence(0)) == [1, 0]
     assert data.ratings.tolist() == [3.0, 4.5, 5.0]
-    assert data.item_info.loc[0, "title"] == "Heat, The (1995)"
+    assert data.item_info.record(0) == {"title": "Heat, The (1995)", "genres": ["Action", "Crime"], "year": 1995}
 
     k100 = tmp_path / "ml-100k"
     k100.mkdir()
@@ -136,7 +139,7 @@ def test_other_movielens_formats(tmp_path: Path) -> None:
     (k100 / "u.user").write_text("1|24|M|technician|85711\n2|53|F|other|94043\n")
     data = load(k100, variant="ml-100k")
     assert list(data.sequence(0)) == [0, 1]
-    assert data.user_info.loc[1, "gender"] == "F"
+    assert data.user_info.record(1)["gender"] == "F"
 
 
 @pytest.mark.realdata
@@ -157,7 +160,12 @@ def test_second_load_comes_from_the_fingerprint_cache(ml1m_dir: Path) -> None:
     assert isinstance(second.items, np.memmap) and not isinstance(first.items, np.memmap)
     for name in ("user_ids", "item_ids", "offsets", "items", "ratings", "timestamps"):
         assert np.array_equal(getattr(first, name), getattr(second, name))
-    assert second.item_info.equals(first.item_info) or second.item_info.astype(str).equals(first.item_info.astype(str))
+    assert second.item_info.to_json() == first.item_info.to_json()
+    assert second.user_info.to_json() == first.user_info.to_json()
+    # the cache is keyed by every file read: an edited movies.dat is served, never the cached titles
+    movies = ml1m_dir / "movies.dat"
+    movies.write_bytes(movies.read_bytes().replace(b"Movie 1: Caf", b"Edited 1: Caf"))
+    assert load(ml1m_dir).item_info.record(0)["title"].startswith("Edited 1")
     # a changed file has another fingerprint: parsed again, never served stale
     ratings = ml1m_dir / "ratings.dat"
     ratings.write_text(ratings.read_text() + "1::1::5::978300000\n")
@@ -184,3 +192,18 @@ def test_utf16_rating_file_is_refused_clearly(ml1m_dir: Path) -> None:
     path.write_bytes(path.read_text().encode("utf-16"))
     with pytest.raises(DataError, match="not a plain-text rating file"):
         load(ml1m_dir)
+
+
+@pytest.mark.parametrize("broken", ["missing folder", "malformed line"])
+def test_data_errors_exit_2_naming_the_place(ml1m_dir: Path, tmp_path: Path, broken: str) -> None:
+    ratings = ml1m_dir / "ratings.dat"
+    data_dir = ml1m_dir if broken == "malformed line" else tmp_path / "nonexistent"
+    ratings.write_text(ratings.read_text() + "12::oops::3::978300000\n")
+    lines = len(ratings.read_text().splitlines())
+    spec = write_spec(tmp_path / "s.toml", f'[dataset.movielens]\ndata_dir = "{data_dir}"\n[recommenders.popularity]\n')
+    result = run_cli("run", str(spec), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    expected = (f"{ratings}:{lines}: malformed rating line: MovieID is not a number: 'oops'" if broken == "malformed line"
+                else f"data_dir '{data_dir}' does not exist")  # fmt: skip
+    assert expected in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from recplug._report import render_report
+from recplug.api import FeatureKind
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+KINDS: dict[str, FeatureKind] = {"title": "text", "year": "numeric", "genres": "multi"}
 HISTORY_BLUE, RECOMMENDED_GREEN = (0x3B, 0x5B, 0x92), (0x2E, 0x7D, 0x4F)
 
 
@@ -29,12 +31,14 @@ def test_report_lists_history_and_recommendations(tmp_path: Path) -> None:
     (posters / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # any bytes: embedded as a data URI
     page = render_report(
         "m:1 for user 3",
-        [{"item_id": 7, "title": "Heat (1995)", "year": 1995, "genres": "Action|Crime"}],
-        [{"item_id": 9, "title": "Up <2009>", "year": 2009, "genres": "Animation", "score": 1.5}],
+        [{"item_id": 7, "title": "Heat (1995)", "year": 1995, "genres": ["Action", "Crime"]}],
+        [{"item_id": 9, "title": "Up <2009>", "year": 2009, "genres": ["Animation"], "score": 1.5}],
+        KINDS,
         posters,
     )
     assert "Recent history (1)" in page and "Recommended (1)" in page
-    assert "Up &lt;2009&gt;" in page and "Action, Crime" in page and "score 1.500" in page
+    assert "Up &lt;2009&gt;" in page and "Action, Crime" in page and "2009 · score 1.500" in page
+    assert "1995.0" not in page
     assert "data:image/png;base64," in page
 
 
@@ -42,10 +46,10 @@ def test_report_lists_history_and_recommendations(tmp_path: Path) -> None:
 def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     from PIL import Image
 
-    history = [{"item_id": i, "title": f"Old movie {i}", "year": 1990, "genres": "Drama"} for i in range(3)]
-    recs = [{"item_id": 10 + i, "title": f"New movie {i}", "year": 2000, "genres": "Comedy", "score": 1.0} for i in range(5)]
+    history = [{"item_id": i, "title": f"Old movie {i}", "year": 1990, "genres": ["Drama"]} for i in range(3)]
+    recs = [{"item_id": 10 + i, "title": f"New movie {i}", "year": 2000, "genres": ["Comedy"], "score": 1.0} for i in range(5)]
     page = tmp_path / "report.html"
-    page.write_text(render_report("screenshot test", history, recs), encoding="utf-8")
+    page.write_text(render_report("screenshot test", history, recs, KINDS), encoding="utf-8")
     shot = tmp_path / "shot.png"
     screenshot(page, shot)
     image = Image.open(shot).convert("RGB")

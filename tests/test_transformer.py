@@ -1,13 +1,22 @@
+"""The transformer plugin: shapes, masks, features, losses, and new-user serving through the registry."""
+
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import attrs
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
+from helpers import run_cli
+from recplug import load_model
 from recplug._components import RunContext
+from recplug._errors import RecplugError
+from recplug._runner import run_experiment
+from recplug._spec import parse_spec
 from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 from recplug_transformer import Transformer, TransformerOptions
@@ -111,15 +120,16 @@ def test_tied_output_and_side_features(ml1m_dir: Path) -> None:
                         item_features=["genres", "year"], interaction_hidden=[32])  # fmt: skip
     module = model.module
     assert module.output_layer is None and module.interaction[-1].out_features == 16
-    genres = module.item_embedding.genre_matrix
+    genres, years = module.item_embedding.feature_0, module.item_embedding.feature_1
     assert genres.shape[0] == data.n_items + 1 and torch.allclose(genres[: data.n_items].sum(1), torch.ones(data.n_items))
+    assert years.dtype == torch.int64 and int(years[-1]) == 0 and int(years[:-1].min()) >= 1  # 0: padding
     assert module.users.ids is None and len(module.users.features) == 3
     scores = model.score(torch.tensor([0, -1]), torch.tensor([[1, 2, 3], [data.pad_token, 2, 3]]))
     assert scores.shape == (2, data.n_items)
     split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
     batch = model.training_examples(split.train).batch(np.arange(8))
     model.loss(batch).backward()
-    assert module.item_embedding.genres.weight.grad is not None  # the features are learnt
+    assert module.item_embedding.features[0].weight.grad is not None  # the features are learnt
     # a reloaded model rebuilds the feature tables from the vocabulary's metadata
     clone = Transformer(model.options)
     clone.load_state_dict(model.state_dict(), data)
@@ -144,3 +154,43 @@ def test_skip_seen_leaves_window_items_out_of_the_softmax(ml1m_dir: Path) -> Non
         assert skipping.loss(batch).item() < plain.loss(batch).item()  # less competition in the softmax
         scores = skipping.score(torch.tensor([0]), torch.tensor([[1, 2, 3]]))
         assert torch.isinf(scores[0, [1, 2, 3]]).all() and torch.isfinite(scores[0, 4])
+
+
+def registry_spec_data(data_dir: Path, registry_dir: Path) -> dict:
+    return {
+        "experiment": {"name": "tiny", "seed": 2, "device": "cpu", "registry": str(registry_dir)},
+        "dataset": {"movielens": {"data_dir": str(data_dir)}},
+        "recommenders": {},
+    }
+
+
+def test_feature_only_user_tower_serves_a_brand_new_user(ml1m_dir: Path, tmp_path: Path, plugins) -> None:
+    """A user tower built from gender/age/occupation scores a new user from those features alone."""
+    data = registry_spec_data(ml1m_dir, tmp_path / "registry")
+    data["recommenders"] = {"transformer": {
+        "embedding_dim": 16, "num_layers": 1, "num_heads": 2, "user_embedding_dim": 8, "user_ids": False,
+        "user_features": ["gender", "age", "occupation"], "training": {"epochs": 1, "batch_size": 128},
+    }}  # fmt: skip
+    run_experiment(parse_spec(data, plugins), plugins, run_dir=tmp_path / "run")
+    served = load_model("tiny-transformer", registry=tmp_path / "registry")
+    known = int(served.vocab.user_ids[3])
+    profile = served.vocab.user_info.record(3)
+    features = {"gender": profile["gender"], "age": int(profile["age"]), "occupation": int(profile["occupation"])}
+    history = served.history(known)
+    as_known = served.recommend(user_id=known, k=10)
+    as_new = served.recommend(history=history, user_features=features, k=10)
+    assert [r["item_id"] for r in as_new] == [r["item_id"] for r in as_known]  # same features, same history
+    other = {**features, "gender": "M" if features["gender"] == "F" else "F"}
+    scores_other = [r["score"] for r in served.recommend(history=history, user_features=other, k=10)]
+    assert scores_other != [r["score"] for r in as_new]  # the features matter
+    with pytest.raises(RecplugError, match="unknown age value"):
+        served.recommend(history=history, user_features={**features, "age": 7})
+    with pytest.raises(RecplugError, match="needs the user feature"):
+        served.recommend(history=history, user_features={"gender": "F"})
+    ok = run_cli("recommend", "tiny-transformer", "--registry", str(tmp_path / "registry"), "--format", "json",
+                 "--history", ",".join(map(str, history)), *[f"--user-feature={k}={v}" for k, v in features.items()])  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    assert [r["item_id"] for r in json.loads(ok.stdout)["recommendations"]] == [r["item_id"] for r in as_known]
+    bad = run_cli("recommend", "tiny-transformer", "--registry", str(tmp_path / "registry"), "--history", "1",
+                  "--user-feature", "gender")  # fmt: skip
+    assert bad.returncode == 2 and "--user-feature takes NAME=VALUE" in bad.stderr and "Traceback" not in bad.stderr

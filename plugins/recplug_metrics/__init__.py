@@ -14,7 +14,8 @@ Beyond accuracy, over the top-k lists (popularity = occurrences in the training 
 
 - ``coverage@k``        = share of the catalogue (items that occur in training) recommended to anyone
 - ``novelty@k``         = mean self-information -log2(pop(i) / sum(pop)) of recommended items (Laplace-smoothed)
-- ``diversity@k``       = mean over lists of the average pairwise genre distance 1 - Jaccard(genres_i, genres_j)
+- ``diversity@k``       = mean over lists of the average pairwise distance 1 - Jaccard(features_i, features_j) of the
+  items' values in the item metadata's first multi-valued column (genres, tags), else its first categorical one
 - ``popularity_bias@k`` = mean popularity of recommended items / mean popularity of catalogue items (1 = neutral)
 """
 
@@ -70,12 +71,15 @@ class Novelty(Metric):
 
 
 class Diversity(Metric):
-    """Intra-list diversity by genre: mean pairwise 1 - Jaccard of the recommended items' genres."""
+    """Intra-list diversity by category (genres, tags): mean pairwise 1 - Jaccard of the recommended items'."""
 
     def compute(self, ranked: RankedLists, k: int) -> float:
-        if ranked.item_genres is None or k < 2:
+        info = ranked.item_info
+        columns = (info.columns("multi") + info.columns("categorical")) if info is not None else []
+        if info is None or not columns or k < 2:
             return float("nan")
-        genres = ranked.item_genres[ranked.top_items[:, :k]].double()  # [N, k, G]
+        matrix, _ = info.multi_hot(columns[0])
+        genres = torch.from_numpy(matrix)[ranked.top_items[:, :k]].double()  # [N, k, G]
         shared = genres @ genres.transpose(1, 2)
         sizes = genres.sum(2)
         union = sizes[:, :, None] + sizes[:, None, :] - shared

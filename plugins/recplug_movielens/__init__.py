@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Literal
@@ -39,7 +40,7 @@ class MovieLensOptions:
     download: bool = attrs.field(default=True, metadata={"doc": "Download into the cache when no copy is found."})
     cache: bool = attrs.field(
         default=True,
-        metadata={"doc": "Keep the parsed arrays in the recplug cache, keyed by the rating file's sha256, and "
+        metadata={"doc": "Keep the parsed arrays in the recplug cache, keyed by the sha256 of every file read, and "
                          "memory-map them on later loads."},
     )
 
@@ -52,9 +53,10 @@ class MovieLens(Dataset):
     def load(self, context: RunContext) -> Interactions:
         folder = self.locate()
         fmt = FORMATS[self.options.variant]
-        if self.options.cache:
-            fingerprint = file_sha256(folder / fmt.ratings)
-            cached = cache_dir() / "parsed" / f"{self.options.variant}-{fingerprint}"
+        if self.options.cache:  # keyed by every file read: editing movies.dat or users.dat is a new cache entry
+            files = [f for f in (fmt.ratings, fmt.movies, fmt.users) if f]
+            key = hashlib.sha256("".join(file_sha256(folder / f) for f in files).encode()).hexdigest()
+            cached = cache_dir() / "parsed" / f"{self.options.variant}-{key}"
             if (data := load_interactions(cached)) is not None:
                 return attrs.evolve(data, source={**data.source, "path": str(folder)})
         data = self.parse(folder)
@@ -74,8 +76,8 @@ class MovieLens(Dataset):
             raw.ratings,
             raw.timestamps,
             fingerprint=raw.fingerprint,
-            user_ids=users.index.to_numpy() if users is not None else None,
-            item_ids=movies.index.to_numpy(),
+            user_ids=users.frame.index.to_numpy() if users is not None else None,
+            item_ids=movies.frame.index.to_numpy(),
             item_info=movies,
             user_info=users,
             source={"dataset": "movielens", "variant": self.options.variant, "path": str(folder)},

@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from recplug.api import DataError
+from recplug.api import DataError, FeatureKind, FeatureTable
 
 
 @attrs.frozen
@@ -132,8 +132,13 @@ def _raise_first_bad_line(path: Path, raw: bytes, sep: str, header: bool) -> Non
             raise DataError(f"malformed rating line: {problem} (line: {line[:80]!r})", where=f"{path}:{number}")
 
 
-def read_movies(path: Path) -> pd.DataFrame:
-    """Movie metadata indexed by raw movie id: ``title``, ``genres`` ('|'-joined), ``year``."""
+MOVIE_KINDS: dict[str, FeatureKind] = {"title": "text", "genres": "multi", "year": "numeric"}
+USER_KINDS: dict[str, FeatureKind] = {"gender": "categorical", "age": "categorical", "occupation": "categorical",
+                                      "zip": "text"}  # fmt: skip
+
+
+def read_movies(path: Path) -> FeatureTable:
+    """Movie metadata indexed by raw movie id: ``title`` (text), ``genres`` (multi-valued), ``year`` (numeric)."""
     text = _read_bytes(path).decode("latin-1" if path.suffix != ".csv" else "utf-8", errors="replace")
     if path.suffix == ".csv":
         frame = pd.read_csv(io.StringIO(text), dtype={"movieId": np.int64, "title": str, "genres": str})
@@ -156,10 +161,12 @@ def read_movies(path: Path) -> pd.DataFrame:
         frame = pd.DataFrame(rows, columns=["item_id", "title", "genres"])
         frame["item_id"] = frame["item_id"].astype(np.int64)
     frame["year"] = frame["title"].str.extract(_YEAR, expand=False).astype("Int64")
-    return frame.set_index("item_id")[["title", "genres", "year"]]
+    frame["genres"] = [[g for g in text.split("|") if g] if isinstance(text, str)
+                       else [] for text in frame["genres"]]  # fmt: skip
+    return FeatureTable(frame.set_index("item_id")[["title", "genres", "year"]], MOVIE_KINDS)
 
 
-def read_users(path: Path) -> pd.DataFrame:
+def read_users(path: Path) -> FeatureTable:
     """User metadata indexed by raw user id: ``gender``, ``age``, ``occupation``, ``zip``."""
     text = _read_bytes(path).decode("latin-1")
     if path.name == "u.user":  # id|age|gender|occupation|zip
@@ -170,7 +177,7 @@ def read_users(path: Path) -> pd.DataFrame:
         frame = pd.DataFrame(rows, columns=["user_id", "gender", "age", "occupation", "zip"])
     frame["user_id"] = frame["user_id"].astype(np.int64)
     frame["age"] = frame["age"].astype(np.int64)
-    return frame.set_index("user_id")[["gender", "age", "occupation", "zip"]]
+    return FeatureTable(frame.set_index("user_id")[["gender", "age", "occupation", "zip"]], USER_KINDS)
 
 
 def _split_line(line: str, n_fields: int, path: Path, number: int, sep: str = "::") -> list[str]:

@@ -12,7 +12,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from recplug.api import Dataset, Interactions, RunContext, build_interactions, hookimpl
+from recplug.api import Dataset, FeatureTable, Interactions, RunContext, build_interactions, hookimpl
 
 
 @attrs.frozen
@@ -45,10 +45,10 @@ class Synthetic(Dataset):
         timestamps = 1_000_000_000 + np.arange(len(users), dtype=np.int64)
         ratings = rng.integers(1, 6, size=len(users)).astype(np.float32)
         fingerprint = hashlib.sha256(repr(attrs.asdict(o)).encode()).hexdigest()
-        info = pd.DataFrame(
-            {"title": [f"Item {i}" for i in range(o.items)], "genres": ["Drama"] * o.items, "year": 2000},
+        info = FeatureTable(pd.DataFrame(
+            {"title": [f"Item {i}" for i in range(o.items)], "genres": [["Drama"]] * o.items, "year": 2000},
             index=pd.Index(np.arange(o.items), name="item_id"),
-        )
+        ), {"title": "text", "genres": "multi", "year": "numeric"})  # fmt: skip
         return build_interactions(
             users, items, ratings, timestamps, fingerprint=fingerprint,
             user_ids=np.arange(o.users), item_ids=np.arange(o.items), item_info=info,

@@ -88,11 +88,16 @@ class TransformerOptions:
                          "embeddings (the features are projected to embedding_dim)."},
     )
     user_ids: bool = attrs.field(default=True, metadata={"doc": "Give each user an id embedding in the user tower."})
-    user_features: list[Literal["gender", "age", "occupation"]] = attrs.field(
-        factory=list, metadata={"doc": "users.dat features embedded in the user tower (ML-1M, ML-100K)."}
+    user_features: list[str] = attrs.field(
+        factory=list,
+        metadata={"doc": "Categorical user metadata columns embedded in the user tower (ML-1M: gender, age, "
+                         "occupation)."},
     )
-    item_features: list[Literal["genres", "year"]] = attrs.field(
-        factory=list, metadata={"doc": "movies.dat features added to the item embeddings."}
+    item_features: list[str] = attrs.field(
+        factory=list,
+        metadata={"doc": "Item metadata columns added to the item embeddings: multi-valued ones (genres) as a "
+                         "projected multi-hot, categorical ones and whole numbers (year) as embeddings, other "
+                         "numbers standardised and projected."},
     )
     skip_seen: bool = attrs.field(
         default=False,
@@ -120,6 +125,7 @@ class Transformer(Model):
     """GPT-style causal transformer over recent items, joined with a user embedding through an MLP."""
 
     options: TransformerOptions
+    module: UserTowerTransformer
     _log_q: torch.Tensor | None = None  # log share of each item among training targets (set with the examples)
 
     def build(self, data: Interactions) -> UserTowerTransformer:
@@ -131,8 +137,7 @@ class Transformer(Model):
             hidden=list(o.interaction_hidden), join=o.join, embedding_dropout=o.embedding_dropout,
             attention_dropout=o.attention_dropout, residual_dropout=o.residual_dropout, eps=o.layer_norm_eps,
             init_range=o.init_range, output=o.output, user_ids=o.user_ids,
-            genres=genre_matrix(data) if "genres" in o.item_features else None,
-            years=year_index(data) if "year" in o.item_features else None,
+            item_features=[item_feature(data, column) for column in o.item_features],
             user_features=user_codes(data, self.user_categories) if o.user_features else None, id_dropout=o.id_dropout,
         )  # fmt: skip
 
@@ -213,34 +218,59 @@ def _seen_so_far(items: torch.Tensor, n_items: int) -> torch.Tensor:
     return torch.cummax(onehot, dim=1).values[..., :n_items].bool()
 
 
-def genre_matrix(data: Interactions) -> torch.Tensor:
-    """``[n_items + 1, n_genres]``: each item's genres, rows summing to 1 (the padding row is zero)."""
-    genres = _item_column(data, "genres").fillna("").astype(str).str.get_dummies(sep="|")
-    matrix = torch.zeros(data.n_items + 1, max(genres.shape[1], 1))
-    values = torch.tensor(genres.to_numpy(np.float32))
-    matrix[: data.n_items, : values.shape[1]] = values / values.sum(1, keepdim=True).clamp(min=1)
-    return matrix
+def item_feature(data: Interactions, column: str) -> torch.Tensor:
+    """One item metadata column as an :class:`~.modules.ItemEmbedding` input, a row per token (padding last).
 
-
-def year_index(data: Interactions) -> torch.Tensor:
-    """``[n_items + 1]``: release year as an index from the earliest year (0: unknown year or padding)."""
-    years = _item_column(data, "year").astype("Float64").fillna(0).to_numpy(np.int64)
-    known = years > 0
-    index = np.zeros(data.n_items + 1, dtype=np.int64)
-    index[: data.n_items][known] = years[known] - years[known].min() + 1 if known.any() else 0
-    return torch.from_numpy(index)
+    - multi-valued: ``[n_items + 1, values]`` multi-hot rows summing to 1 (the padding row is zero);
+    - categorical: int64 codes from 1 (0: unknown or padding);
+    - numeric, whole numbers within a range of 1,000 (years): int64 offsets from the smallest, from 1 (0: unknown);
+    - other numeric: ``[n_items + 1, 1]`` standardised values (0: unknown).
+    """
+    info = data.item_info
+    if info is None or column not in info.kinds:
+        declared = ", ".join(f"{c} ({k})" for c, k in (info.kinds.items() if info is not None else [])) or "none"
+        raise RecplugError(f"item_features: this dataset has no item metadata column {column!r} (declared: {declared})")
+    kind, n = info.kinds[column], data.n_items
+    if kind == "multi":
+        hot = torch.from_numpy(info.multi_hot(column)[0].astype(np.float32))
+        matrix = torch.zeros(n + 1, max(hot.shape[1], 1))
+        matrix[:n, : hot.shape[1]] = hot / hot.sum(1, keepdim=True).clamp(min=1)
+        return matrix
+    if kind == "categorical":
+        codes, _ = info.codes(column)
+        return torch.from_numpy(np.concatenate([codes + 1, [0]]))
+    if kind == "numeric":
+        values = info.numbers(column)
+        known = ~np.isnan(values)
+        whole = known.any() and np.all(values[known] == np.round(values[known]))
+        if whole and np.ptp(values[known]) <= 1000:
+            index = np.zeros(n + 1, dtype=np.int64)
+            index[:n][known] = (values[known] - values[known].min() + 1).astype(np.int64)
+            return torch.from_numpy(index)
+        scaled = np.zeros(n + 1, dtype=np.float32)
+        if known.any():
+            scaled[:n][known] = (values[known] - values[known].mean()) / (values[known].std() or 1.0)
+        return torch.from_numpy(scaled[:, None])
+    raise RecplugError(f"item_features: column {column!r} is {kind}; text columns are not modelled")
 
 
 def user_categories(data: Interactions, columns: list[str]) -> dict[str, list[str]]:
     """The sorted values (as text) of each categorical user feature: code ``i`` is value ``i``."""
-    if data.user_info is None:
-        raise RecplugError("user_features need user metadata (users.dat), which this dataset lacks")
-    return {c: sorted(set(data.user_info[c].astype(str))) for c in columns}
+    info = data.user_info
+    if info is None:
+        raise RecplugError("user_features need user metadata, which this dataset lacks")
+    wrong = [c for c in columns if info.kinds.get(c) != "categorical"]
+    if wrong:
+        declared = ", ".join(f"{c} ({k})" for c, k in info.kinds.items())
+        raise RecplugError(f"user_features must be categorical user metadata columns; not {', '.join(wrong)} "
+                           f"(declared: {declared})")  # fmt: skip
+    return {c: info.codes(c)[1] for c in columns}
 
 
 def user_codes(data: Interactions, categories: dict[str, list[str]]) -> torch.Tensor:
     """``[n_users, len(categories)]`` integer codes of categorical user features (see :func:`user_categories`)."""
-    codes = [_category_codes(data.user_info[c], values, c) for c, values in categories.items()]
+    frame = data.user_info.frame if data.user_info is not None else pd.DataFrame()
+    codes = [_category_codes(frame[c], values, c) for c, values in categories.items()]
     return torch.from_numpy(np.stack(codes, axis=1))
 
 
@@ -250,12 +280,6 @@ def _category_codes(values: pd.Series, categories: list[str], name: str) -> np.n
         unknown = sorted(set(values.astype(str)[codes < 0]))
         raise RecplugError(f"unknown {name} value(s) {', '.join(unknown)} (known: {', '.join(categories)})")
     return codes
-
-
-def _item_column(data: Interactions, column: str):
-    if data.item_info is None or column not in data.item_info:
-        raise RecplugError(f"item_features need the item metadata column {column!r}, which this dataset lacks")
-    return data.item_info[column]
 
 
 @hookimpl

@@ -47,25 +47,30 @@ class Block(nn.Module):
 
 
 class ItemEmbedding(nn.Module):
-    """Item vectors: an id embedding plus, optionally, projected genres and a release-year embedding."""
+    """Item vectors: an id embedding plus one term per item feature.
 
-    def __init__(self, n_tokens: int, dim: int, genres: torch.Tensor | None, years: torch.Tensor | None) -> None:
+    ``features`` holds one tensor per feature, a row per token: a float matrix ``[n_tokens, F]`` (multi-hot
+    values, a standardised number) is projected by a bias-free Linear; an int64 index ``[n_tokens]`` (a
+    category, a whole number such as a year) is looked up in an embedding.
+    """
+
+    def __init__(self, n_tokens: int, dim: int, features: list[torch.Tensor] = ()) -> None:  # type: ignore[assignment]
         super().__init__()
         self.ids = nn.Embedding(n_tokens, dim)
-        self.genres = nn.Linear(genres.shape[1], dim, bias=False) if genres is not None else None
-        self.years = nn.Embedding(int(years.max()) + 1, dim) if years is not None else None
-        self.register_buffer("genre_matrix", genres, persistent=False)
-        self.register_buffer("year_index", years, persistent=False)
+        self.features = nn.ModuleList(
+            nn.Embedding(int(f.max()) + 1, dim) if f.dtype == torch.int64 else nn.Linear(f.shape[1], dim, bias=False)
+            for f in features
+        )
+        for i, values in enumerate(features):
+            self.register_buffer(f"feature_{i}", values, persistent=False)
 
     def forward(self, tokens: torch.Tensor, id_dropout: float = 0.0) -> torch.Tensor:
         """Vectors of ``tokens``; ``id_dropout``: the share of tokens whose id part is zeroed (features remain)."""
         x = self.ids(tokens)
         if id_dropout > 0:
             x = x * (torch.rand(tokens.shape, device=tokens.device) >= id_dropout).unsqueeze(-1)
-        if self.genres is not None:
-            x = x + self.genres(self.genre_matrix[tokens])
-        if self.years is not None:
-            x = x + self.years(self.year_index[tokens])
+        for i, layer in enumerate(self.features):
+            x = x + layer(getattr(self, f"feature_{i}")[tokens])
         return x
 
 
@@ -109,6 +114,7 @@ class UserEmbedding(nn.Module):
         self.ids = nn.Embedding(n_users, dim) if use_ids else None
         cardinalities = (features.max(0).values + 1).tolist() if features is not None else []
         self.features = nn.ModuleList(nn.Embedding(int(c), dim) for c in cardinalities)
+        self.feature_codes: torch.Tensor | None
         self.register_buffer("feature_codes", features, persistent=False)
 
     def forward(self, users: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
@@ -118,7 +124,9 @@ class UserEmbedding(nn.Module):
         parts = [self.ids(safe) * known] if self.ids is not None else []
         if self.features:
             given = codes is not None
-            codes = codes if given else self.feature_codes[safe]
+            if codes is None:
+                assert self.feature_codes is not None  # a tower with features stores every user's codes
+                codes = self.feature_codes[safe]
             features = torch.stack([table(codes[:, i]) for i, table in enumerate(self.features)]).sum(0)
             parts.append(features if given else features * known)
         return torch.stack(parts).sum(0)
@@ -144,13 +152,13 @@ class UserTowerTransformer(nn.Module):
     def __init__(self, *, n_items: int, n_users: int, pad_token: int, context: int, dim: int, layers: int,
                  heads: int, user_dim: int, hidden: list[int], join: str, embedding_dropout: float,
                  attention_dropout: float, residual_dropout: float, eps: float, init_range: float,
-                 output: str = "mlp", user_ids: bool = True, genres: torch.Tensor | None = None,
-                 years: torch.Tensor | None = None, user_features: torch.Tensor | None = None,
+                 output: str = "mlp", user_ids: bool = True, item_features: list[torch.Tensor] = (),  # type: ignore[assignment]
+                 user_features: torch.Tensor | None = None,
                  id_dropout: float = 0.0) -> None:  # fmt: skip
         super().__init__()
         self.join = join
         self.n_items = n_items
-        self.item_embedding = ItemEmbedding(n_items + 1, dim, genres, years)
+        self.item_embedding = ItemEmbedding(n_items + 1, dim, item_features)
         self.movies = MovieTower(self.item_embedding, context, dim, layers, heads, embedding_dropout,
                                  attention_dropout, residual_dropout, eps, pad_token, id_dropout)  # fmt: skip
         has_user = user_dim > 0 and (user_ids or user_features is not None)
@@ -184,6 +192,7 @@ class UserTowerTransformer(nn.Module):
         if self.tied:
             device = self.item_embedding.ids.weight.device
             return self.item_embedding(torch.arange(self.n_items, device=device) if items is None else items)
+        assert self.output_layer is not None  # not tied: the output layer holds the vectors
         return self.output_layer.weight if items is None else self.output_layer.weight[items]
 
     def output(self, features: torch.Tensor) -> torch.Tensor:
