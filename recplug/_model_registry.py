@@ -36,15 +36,16 @@ import pandas as pd
 import torch
 
 from ._components import Recommender
-from ._config import structure
-from ._data import Interactions
-from ._errors import RecplugError
+from ._data import FeatureKind, FeatureTable, Interactions
+from ._errors import RecplugError, SpecError
 from ._paths import registry_dir
 from ._plugin_manager import PluginManager, get_plugin_manager
+from ._spec import ComponentSpec
 from ._version import __version__
 
-FORMAT_VERSION = 1
-"""Bumped when the layout or entry.json changes incompatibly; older formats keep loading."""
+FORMAT_VERSION = 2
+"""Bumped when the layout or entry.json changes incompatibly; older formats keep loading.
+2: info.json holds typed metadata tables (``{"kinds": ..., "columns": ...}``); the entry's plugin provenance."""
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REF = re.compile(r"^(?P<name>[^:@]+)(?::(?P<version>\d+)|@(?P<alias>[A-Za-z0-9._-]+))?$")
 
@@ -86,15 +87,16 @@ class ModelRegistry:
         name: str,
         recommender: Recommender,
         *,
-        plugin: dict[str, str],
-        options: dict[str, Any],
-        training: dict[str, Any] | None,
+        provenance: dict[str, Any],
         spec: dict[str, Any],
         data: Interactions,
         metrics: dict[str, dict[int, float]],
         protocol: dict[str, Any],
     ) -> int:
-        """Store a fitted recommender as the next version of ``name``; returns the version."""
+        """Store a fitted recommender as the next version of ``name``; returns the version.
+
+        ``provenance`` is :meth:`ComponentSpec.provenance <recplug._spec.ComponentSpec.provenance>`: the plugin,
+        options and training options that rebuild the recommender on load."""
         if not _NAME.match(name):
             raise RegistryError(f"invalid model name {name!r} (letters, digits, '.', '_', '-')")
         (self.root / name).mkdir(parents=True, exist_ok=True)
@@ -105,15 +107,14 @@ class ModelRegistry:
                 staging / "vocab.npz",
                 user_ids=data.user_ids, item_ids=data.item_ids, offsets=data.offsets, items=data.items,
             )  # fmt: skip
-            info = {"items": _frame_to_json(data.item_info), "users": _frame_to_json(data.user_info)}
+            info = {"items": data.item_info.to_json() if data.item_info is not None else None,
+                    "users": data.user_info.to_json() if data.user_info is not None else None}  # fmt: skip
             (staging / "info.json").write_text(json.dumps(info))
             entry = {
                 "format_version": FORMAT_VERSION,
                 "name": name,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "plugin": plugin,
-                "options": options,
-                "training": training,
+                **provenance,
                 "spec": spec,
                 "metrics": {m: {str(k): v for k, v in by_k.items()} for m, by_k in metrics.items()},
                 "protocol": protocol,
@@ -161,7 +162,7 @@ class ModelRegistry:
             return []
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
-    def list(self) -> list[dict[str, Any]]:
+    def list_versions(self) -> list[dict[str, Any]]:
         """One summary per version: name, version, aliases, created, plugin, headline metrics."""
         rows = []
         for name in self.names():
@@ -238,21 +239,10 @@ class ModelRegistry:
         entry = self.entry(name, version)
         folder = self.root / name / str(version)
         plugins = plugins or get_plugin_manager()
-        plugin = entry["plugin"]
         try:
-            component = plugins.get(plugin["kind"], plugin["name"])
-        except RecplugError:
-            raise RegistryError(
-                f"{name}:{version} needs the {plugin['kind']} plugin {plugin['name']!r} from "
-                f"{plugin['distribution']} {plugin['version']}, which is not installed"
-            ) from None
-        options = structure(entry["options"], component.options_cls, f"{name}:{version} options")
-        if plugin["kind"] == "model":
-            from ._training import TrainingOptions
-
-            recommender = component.cls(options, structure(entry["training"] or {}, TrainingOptions, "training"))
-        else:
-            recommender = component.cls(options)
+            recommender = ComponentSpec.from_record(entry, plugins, f"{name}:{version}").build(plugins)
+        except SpecError as exc:
+            raise RegistryError(exc.message, where=exc.where) from None
         vocab = _read_vocab(folder)
         try:
             state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
@@ -309,7 +299,7 @@ class ServedModel:
         if user_id is not None and user_features is not None:
             raise RecplugError("user features describe a new user: give them with a history, not a user id")
         user = self._user_token(user_id) if user_id is not None else -1
-        raw_history = history if history is not None else self.history(user_id)
+        raw_history = history if history is not None else self.history(user_id)  # type: ignore[arg-type]
         tokens = self.item_tokens(raw_history)
         histories = torch.tensor([tokens or [self.vocab.pad_token]], dtype=torch.int64)
         features = pd.DataFrame([user_features]) if user_features is not None else None
@@ -320,12 +310,14 @@ class ServedModel:
         ]
 
     def item_metadata(self, token: int) -> dict[str, Any]:
+        """The item's metadata as JSON-ready values (empty when the dataset has none)."""
         info = self.vocab.item_info
-        if info is None:
-            return {}
-        row = info.iloc[token]
-        return {c: (None if pd.isna(row[c]) else row[c].item() if hasattr(row[c], "item") else row[c])
-                for c in info.columns if c != "item_id"}  # fmt: skip
+        return info.record(token) if info is not None else {}
+
+    def describe(self, token: int) -> str:
+        """A one-line label of an item from its metadata (empty when the dataset has none)."""
+        info = self.vocab.item_info
+        return info.describe(token) if info is not None else ""
 
     def _user_token(self, user_id: int) -> int:
         token = int(np.searchsorted(self.vocab.user_ids, user_id))
@@ -356,15 +348,20 @@ def _read_vocab(folder: Path) -> Interactions:
         ratings=np.zeros(n, dtype=np.float32),
         timestamps=np.zeros(n, dtype=np.int64),
         fingerprint="",
-        item_info=pd.DataFrame(info["items"]) if info["items"] else None,
-        user_info=pd.DataFrame(info["users"]) if info["users"] else None,
+        item_info=_metadata_table(info["items"]),
+        user_info=_metadata_table(info["users"]),
     )
 
 
-def _frame_to_json(frame: pd.DataFrame | None) -> dict[str, list] | None:
-    if frame is None:
+def _metadata_table(stored: dict[str, Any] | None) -> FeatureTable | None:
+    """A metadata table from info.json; format 1 stored plain columns, read as text and numbers."""
+    if not stored:
         return None
-    return {c: [None if pd.isna(v) else (v.item() if hasattr(v, "item") else v) for v in frame[c]] for c in frame.columns}
+    if "kinds" in stored:
+        return FeatureTable.from_json(stored)
+    frame = pd.DataFrame({c: v for c, v in stored.items() if c not in ("item_id", "user_id")})
+    kinds: dict[str, FeatureKind] = {c: "numeric" if pd.api.types.is_numeric_dtype(frame[c]) else "text" for c in frame}
+    return FeatureTable(frame, kinds)
 
 
 def _entry_digest(entry: dict[str, Any]) -> str:

@@ -50,9 +50,10 @@ class PluginManager:
             )
         self.components[key] = component
 
-    def load_entry_points(self) -> None:
-        """Import every plugin in the ``recplug`` entry-point group (filtered by ``RECPLUG_PLUGINS``)."""
-        allowed = _allowed_plugins()
+    def load_entry_points(self, only: set[str] | None = None) -> None:
+        """Import every plugin in the ``recplug`` entry-point group, or those named in ``only`` (default: those
+        named by ``RECPLUG_PLUGINS``, when set)."""
+        allowed = only if only is not None else _allowed_plugins()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if allowed is not None and ep.name not in allowed:
                 continue

@@ -8,7 +8,7 @@ import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
@@ -17,11 +17,17 @@ import torch
 from . import _distributed as distributed
 from ._components import Recommender, RunContext
 from ._data import Interactions
-from ._evaluation import evaluate, resolve_metrics, training_popularity
+from ._devices import resolve_device
+from ._errors import SpecError
+from ._evaluation import EvaluationOptions, evaluate, resolve_metrics, training_popularity
+from ._metric import Metric
 from ._plugin_manager import PluginManager
 from ._spec import ComponentSpec, ExperimentSpec
 from ._split import Split
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._model_registry import ServedModel
 
 log = logging.getLogger("recplug")
 
@@ -63,17 +69,13 @@ def new_run_dir(spec: ExperimentSpec) -> Path:
 
 
 def run_experiment(
-    spec: ExperimentSpec, registry: PluginManager, run_dir: Path | None = None, resume: bool = False
+    spec: ExperimentSpec, plugins: PluginManager, run_dir: Path | None = None, resume: bool = False
 ) -> RunResult:
     """Load, split, fit and evaluate everything in ``spec``; write results to the run directory."""
-    from ._devices import resolve_device
-
     seed = spec.experiment.seed
     device = str(resolve_device(spec.experiment.device))
     seed_everything(seed)
-    started = time.perf_counter()
-    data = _build(registry, spec.dataset).load(RunContext(seed=seed, device=device))
-    log.info("loaded %s in %.2fs: %s", spec.dataset.label, time.perf_counter() - started, data.summary())
+    data = load_dataset(spec, plugins, RunContext(seed=seed, device=device))
 
     main = distributed.is_main()  # under torchrun, only rank 0 writes; every rank trains
     run_dir = distributed.broadcast(Path(run_dir) if run_dir else new_run_dir(spec) if main else None)
@@ -82,26 +84,21 @@ def run_experiment(
         (run_dir / "spec.json").write_text(json.dumps(spec.resolved(), indent=2))
         log.info("run directory: %s (device %s, %d process(es))", run_dir, device, distributed.world_size())
     context = RunContext(seed=seed, device=device, run_dir=str(run_dir), resume=resume)
-    metrics = resolve_metrics(spec.evaluation.metrics, registry)
+    metrics = resolve_metrics(spec.evaluation.metrics, plugins)
 
     fitted: list[FittedRecommender] = []
     for split_spec in spec.splits:
-        split = _build(registry, split_spec).split(data, context)
-        log.info("split %s: %d validation and %d test cases", split_spec.label, len(split.validation), len(split.test))
-        popularity = training_popularity(data, split.train.visible)
+        split = make_split(split_spec, data, plugins, context)
         for rec_spec in spec.recommenders:
             seed_everything(seed)
-            recommender = _build(registry, rec_spec)
-            component_dir = run_dir / split_spec.label / rec_spec.label
-            fit_context = attrs.evolve(context, run_dir=str(component_dir))
+            recommender = rec_spec.build(plugins)
+            fit_context = attrs.evolve(context, run_dir=str(run_dir / split_spec.label / rec_spec.label))
             log.info("fitting %s on %s", rec_spec.label, split_spec.label)
             t0 = time.perf_counter()
             recommender.fit(split.train, split.validation, fit_context)
             fit_seconds = time.perf_counter() - t0
-            values = evaluate(
-                recommender, data, split.test, metrics, spec.evaluation, popularity, progress=f"evaluating {rec_spec.label}"
-            ) if main else {}  # fmt: skip
             log.info("%s on %s: fitted in %.1fs", rec_spec.label, split_spec.label, fit_seconds)
+            values = evaluate_on_test(recommender, data, split, metrics, spec.evaluation, rec_spec.label) if main else {}
             fitted.append(FittedRecommender(rec_spec, split, recommender, values, fit_seconds))
 
     if not main:
@@ -109,18 +106,57 @@ def run_experiment(
         return RunResult(run_dir, data, fitted, {})
     results = results_document(spec, data, fitted, seed)
     if spec.experiment.register:
-        results["registered"] = register_models(spec, registry, data, fitted, results)
+        results["registered"] = register_models(spec, plugins, data, fitted, results)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     (run_dir / "results.md").write_text(results_markdown(results))
     distributed.barrier()
     return RunResult(run_dir, data, fitted, results)
 
 
+def load_dataset(spec: ExperimentSpec, plugins: PluginManager, context: RunContext) -> Interactions:
+    """The spec's dataset, loaded through its plugin."""
+    started = time.perf_counter()
+    data = spec.dataset.build(plugins).load(context)
+    log.info("loaded %s in %.2fs: %s", spec.dataset.label, time.perf_counter() - started, data.summary())
+    return data
+
+
+def make_split(split_spec: ComponentSpec, data: Interactions, plugins: PluginManager, context: RunContext) -> Split:
+    """One protocol's split of ``data``."""
+    split = split_spec.build(plugins).split(data, context)
+    log.info("split %s: %d validation and %d test cases", split_spec.label, len(split.validation), len(split.test))
+    return split
+
+
+def evaluate_on_test(recommender: Recommender, data: Interactions, split: Split, metrics: dict[str, Metric],
+                     options: EvaluationOptions, label: str) -> dict[str, dict[int, float]]:  # fmt: skip
+    """The metrics of a fitted recommender on the split's test cases (touched here, once)."""
+    popularity = training_popularity(data, split.train.visible)
+    return evaluate(recommender, data, split.test, metrics, options, popularity, progress=f"evaluating {label}")
+
+
+def protocol_record(split: Split, options: EvaluationOptions) -> dict[str, Any]:
+    """How a split's results were measured: recorded beside every result (run directory and registry)."""
+    return {
+        **split.protocol,
+        "evaluated_on": "test cases",
+        "test_cases": len(split.test),
+        "candidates": "all items (full ranking)",
+        "seen_items_excluded": options.exclude_seen,
+        "ks": list(options.ks),
+    }
+
+
+def result_rows(split: Split, label: str, plugin: str, kind: str, values: dict[str, dict[int, float]]) -> list[dict]:
+    """results.json rows of one recommender under one split: a row per metric and k."""
+    return [{"split": split.name, "recommender": label, "plugin": plugin, "kind": kind, "metric": metric, "k": k,
+             "value": value} for metric, by_k in values.items() for k, value in by_k.items()]  # fmt: skip
+
+
 def register_models(
     spec: ExperimentSpec, plugins: PluginManager, data: Interactions, fitted: list[FittedRecommender], results: dict
 ) -> list[str]:
     """Register every trained model; returns the ``name:version`` references."""
-    from ._config import unstructure
     from ._model_registry import ModelRegistry
 
     registry = ModelRegistry(spec.experiment.registry)
@@ -131,57 +167,51 @@ def register_models(
         name = f.spec.register_as or f"{spec.experiment.name}-{f.spec.label}"
         if len(spec.splits) > 1:
             name = f"{name}-{f.split.name}"
-        component = plugins.get(f.spec.kind, f.spec.plugin)
         version = registry.register(
             name,
             f.recommender,
-            plugin={"kind": component.kind, "name": component.name, "distribution": component.distribution,
-                    "version": component.version},
-            options=unstructure(f.spec.options),
-            training=unstructure(f.spec.training),
+            provenance=f.spec.provenance(plugins),
             spec=spec.resolved(),
             data=data,
             metrics=f.metrics,
             protocol=results["protocols"][f.split.name],
-        )  # fmt: skip
+        )
         references.append(f"{name}:{version}")
         log.info("registered %s:%d in %s", name, version, registry.root)
     return references
 
 
-def _build(registry: PluginManager, component: ComponentSpec) -> Any:
-    cls = registry.get(component.kind, component.plugin).cls
-    if component.kind == "model":
-        return cls(component.options, component.training)
-    return cls(component.options)
-
-
 def results_document(spec: ExperimentSpec, data: Interactions, fitted: list[FittedRecommender], seed: int) -> dict:
     """results.json: one row per split x recommender x metric x k, and how it was measured."""
-    rows = [
-        {"split": f.split.name, "recommender": f.spec.label, "plugin": f.spec.plugin, "kind": f.spec.kind,
-         "metric": metric, "k": k, "value": value}
-        for f in fitted for metric, by_k in f.metrics.items() for k, value in by_k.items()
-    ]  # fmt: skip
-    protocols = {}
-    for f in fitted:
-        protocols[f.split.name] = {
-            **f.split.protocol,
-            "evaluated_on": "test cases",
-            "test_cases": len(f.split.test),
-            "candidates": "all items (full ranking)",
-            "seen_items_excluded": spec.evaluation.exclude_seen,
-            "ks": spec.evaluation.ks,
-        }
     return {
         "experiment": spec.experiment.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "recplug_version": __version__,
         "seed": seed,
         "data": {**data.source, **data.summary(), "fingerprint_sha256": data.fingerprint},
-        "protocols": protocols,
+        "protocols": {f.split.name: protocol_record(f.split, spec.evaluation) for f in fitted},
         "fit_seconds": {f"{f.split.name}/{f.spec.label}": round(f.fit_seconds, 2) for f in fitted},
-        "rows": rows,
+        "rows": [row for f in fitted for row in result_rows(f.split, f.spec.label, f.spec.plugin, f.spec.kind, f.metrics)],
+    }
+
+
+def evaluate_registered(served: ServedModel, spec: ExperimentSpec, plugins: PluginManager) -> dict[str, Any]:
+    """``recplug evaluate``: a registered model measured under ``spec``'s (one) split, on its recorded data.
+
+    Returns the ``protocols`` and ``rows`` of a results document, made by the same code as a run's.
+    """
+    context = RunContext(seed=spec.experiment.seed)
+    data = load_dataset(spec, plugins, context)
+    if data.fingerprint != served.entry["data"]["fingerprint_sha256"]:
+        raise SpecError("the data found is not the data this model was trained on (fingerprints differ)",
+                        where=str(data.source.get("path", "dataset")))  # fmt: skip
+    split = make_split(spec.splits[0], data, plugins, context)
+    metrics = resolve_metrics(spec.evaluation.metrics, plugins)
+    values = evaluate_on_test(served.recommender, data, split, metrics, spec.evaluation, served.ref)
+    plugin = served.entry["plugin"]
+    return {
+        "protocols": {split.name: protocol_record(split, spec.evaluation)},
+        "rows": result_rows(split, served.ref, plugin["name"], plugin["kind"], values),
     }
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,13 @@ class ExperimentOptions:
 
 @attrs.frozen
 class ComponentSpec:
-    """One configured component: its label in the spec, the plugin behind it and its typed options."""
+    """One configured component: its label in the spec, the plugin behind it and its typed options.
+
+    This is the one place where a spec table becomes an object: :meth:`from_table` reads a spec table,
+    :meth:`from_record` what the model registry recorded, :meth:`build` constructs the component, and
+    :meth:`provenance` is what the registry records. Models alone take ``training`` options and a
+    ``register_as`` name.
+    """
 
     label: str
     kind: Kind
@@ -79,6 +86,62 @@ class ComponentSpec:
     options: Any
     training: TrainingOptions | None = None
     register_as: str | None = None
+
+    @classmethod
+    def from_table(cls, label: str, table: dict[str, Any], kinds: tuple[Kind, ...], what: str,
+                   plugins: PluginManager, path: str) -> ComponentSpec:  # fmt: skip
+        """Validate a spec table (``use`` names the plugin, default: the label) against its plugin's options."""
+        if not isinstance(table, dict):
+            raise SpecError(f"expected a table [{path}], got {type(table).__name__} {table!r}", where=path)
+        table = dict(table)
+        plugin = table.pop("use", label)
+        if not isinstance(plugin, str):
+            raise SpecError(f"expected a plugin name (string), got {plugin!r}", where=f"{path}.use")
+        try:
+            component = plugins.find(plugin, kinds, what)
+        except PluginError as exc:
+            raise SpecError(exc.message, where=f"{path}.use" if plugin != label else path) from None
+        training = register_as = None
+        if component.kind == "model":
+            training = structure(table.pop("training", {}), TrainingOptions, f"{path}.training")
+            register_as = table.pop("register_as", None)
+            if register_as is not None and not isinstance(register_as, str):
+                raise SpecError(f"expected a model name (string), got {register_as!r}", where=f"{path}.register_as")
+        options: Any = structure(table, component.options_cls, path)
+        return cls(label, component.kind, plugin, options, training, register_as)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], plugins: PluginManager, where: str) -> ComponentSpec:
+        """Rebuild from a :meth:`provenance` record (a registry entry); the plugin must be installed."""
+        plugin = record["plugin"]
+        try:
+            component = plugins.get(plugin["kind"], plugin["name"])
+        except PluginError:
+            raise SpecError(
+                f"needs the {plugin['kind']} plugin {plugin['name']!r} from {plugin['distribution']} "
+                f"{plugin['version']}, which is not installed",
+                where=where,
+            ) from None
+        options: Any = structure(record["options"], component.options_cls, f"{where} options")
+        training = None
+        if component.kind == "model":
+            training = structure(record.get("training") or {}, TrainingOptions, f"{where} training")
+        return cls(where, component.kind, component.name, options, training)
+
+    def build(self, plugins: PluginManager) -> Any:
+        """A new, unfitted component: ``cls(options)``, or ``cls(options, training)`` for a model."""
+        cls = plugins.get(self.kind, self.plugin).cls
+        return cls(self.options, self.training) if self.kind == "model" else cls(self.options)
+
+    def provenance(self, plugins: PluginManager) -> dict[str, Any]:
+        """What rebuilds this component later: its plugin (with distribution and version), options and training."""
+        component = plugins.get(self.kind, self.plugin)
+        return {
+            "plugin": {"kind": component.kind, "name": component.name, "distribution": component.distribution,
+                       "version": component.version},
+            "options": unstructure(self.options),
+            "training": unstructure(self.training),
+        }  # fmt: skip
 
     def resolved(self) -> dict[str, Any]:
         """The component's table with every default filled in (JSON-ready)."""
@@ -150,22 +213,22 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_spec(data: dict[str, Any], registry: PluginManager) -> ExperimentSpec:
+def parse_spec(data: dict[str, Any], plugins: PluginManager) -> ExperimentSpec:
     """Validate plain spec data against the core classes and each plugin's options class."""
     for key in data:
         if key not in SECTIONS:
             raise SpecError(unknown_key_message(key, list(SECTIONS)), where=key)
-    datasets = _components(data, "dataset", ("dataset",), "dataset", registry)
+    datasets = _components(data, "dataset", ("dataset",), "dataset", plugins)
     if len(datasets) != 1:
         raise SpecError(
             "expected exactly one dataset, e.g. [dataset.movielens]"
             + (f", got {len(datasets)}: {', '.join(d.label for d in datasets)}" if datasets else ""),
             where="dataset",
         )
-    splits = _components(data, "splits", ("splitter",), "splitter", registry)
+    splits = _components(data, "splits", ("splitter",), "splitter", plugins)
     if not splits:
-        splits = [ComponentSpec("leave_one_out", "splitter", "leave_one_out", _default_options(registry, "splitter", "leave_one_out"))]
-    recommenders = _components(data, "recommenders", ("model", "baseline"), "recommender", registry)
+        splits = [ComponentSpec("leave_one_out", "splitter", "leave_one_out", _default_options(plugins, "splitter", "leave_one_out"))]
+    recommenders = _components(data, "recommenders", ("model", "baseline"), "recommender", plugins)
     if not recommenders:
         raise SpecError("expected at least one recommender, e.g. [recommenders.popularity]", where="recommenders")
     spec = ExperimentSpec(
@@ -177,44 +240,24 @@ def parse_spec(data: dict[str, Any], registry: PluginManager) -> ExperimentSpec:
     )
     from ._evaluation import resolve_metrics
 
-    resolve_metrics(spec.evaluation.metrics, registry)  # unknown metric names fail now, not after training
+    resolve_metrics(spec.evaluation.metrics, plugins)  # unknown metric names fail now, not after training
     return spec
 
 
-def load_spec(path: str | Path, registry: PluginManager, overrides: list[str] = ()) -> ExperimentSpec:
+def load_spec(path: str | Path, plugins: PluginManager, overrides: Sequence[str] = ()) -> ExperimentSpec:
     """Read, override and validate a spec file."""
-    return parse_spec(apply_overrides(read_toml(path), list(overrides)), registry)
+    return parse_spec(apply_overrides(read_toml(path), list(overrides)), plugins)
 
 
 def _components(
-    data: dict[str, Any], section: str, kinds: tuple[Kind, ...], what: str, registry: PluginManager
+    data: dict[str, Any], section: str, kinds: tuple[Kind, ...], what: str, plugins: PluginManager
 ) -> list[ComponentSpec]:
     tables = data.get(section, {})
     if not isinstance(tables, dict):
         raise SpecError(f"expected tables like [{section}.<name>], got {type(tables).__name__}", where=section)
     tables = _with_extends_expanded(tables, section)
-    components = []
-    for label, table in tables.items():
-        path = f"{section}.{label}"
-        if not isinstance(table, dict):
-            raise SpecError(f"expected a table [{path}], got {type(table).__name__} {table!r}", where=path)
-        table = dict(table)
-        plugin = table.pop("use", label)
-        if not isinstance(plugin, str):
-            raise SpecError(f"expected a plugin name (string), got {plugin!r}", where=f"{path}.use")
-        try:
-            component = registry.find(plugin, kinds, what)
-        except PluginError as exc:
-            raise SpecError(exc.message, where=f"{path}.use" if "use" in tables[label] else path) from None
-        training = register_as = None
-        if component.kind == "model":
-            training = structure(table.pop("training", {}), TrainingOptions, f"{path}.training")
-            register_as = table.pop("register_as", None)
-            if register_as is not None and not isinstance(register_as, str):
-                raise SpecError(f"expected a model name (string), got {register_as!r}", where=f"{path}.register_as")
-        options = structure(table, component.options_cls, path)
-        components.append(ComponentSpec(label, component.kind, plugin, options, training, register_as))
-    return components
+    return [ComponentSpec.from_table(label, table, kinds, what, plugins, f"{section}.{label}")
+            for label, table in tables.items()]  # fmt: skip
 
 
 def _with_extends_expanded(tables: dict[str, Any], section: str) -> dict[str, Any]:
@@ -246,5 +289,5 @@ def _with_extends_expanded(tables: dict[str, Any], section: str) -> dict[str, An
     return {label: expand(label, []) for label in tables}
 
 
-def _default_options(registry: PluginManager, kind: Kind, name: str) -> Any:
-    return registry.get(kind, name).options_cls()
+def _default_options(plugins: PluginManager, kind: Kind, name: str) -> Any:
+    return plugins.get(kind, name).options_cls()

@@ -119,22 +119,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ._runner import run_experiment
     from ._spec import apply_overrides, parse_spec, read_toml
 
-    registry = get_plugin_manager()
+    plugins = get_plugin_manager()
     if args.resume:
-        run_dir = Path(args.resume)
-        saved = run_dir / "spec.json"
+        run_dir: Path | None = Path(args.resume)
+        saved = Path(args.resume) / "spec.json"
         if not saved.is_file():
-            raise SpecError("not a run directory (no spec.json inside)", where=str(run_dir))
+            raise SpecError("not a run directory (no spec.json inside)", where=args.resume)
         data = json.loads(saved.read_text())
     elif args.spec:
         run_dir = Path(args.out) if args.out else None
         data = read_toml(args.spec)
     else:
         raise SpecError("give a spec file (recplug run SPEC.toml) or --resume RUN_DIR")
-    spec = parse_spec(apply_overrides(data, args.overrides), registry)
+    spec = parse_spec(apply_overrides(data, args.overrides), plugins)
     distributed.setup()  # a no-op unless started by torchrun with several processes
     try:
-        result = run_experiment(spec, registry, run_dir=run_dir, resume=bool(args.resume))
+        result = run_experiment(spec, plugins, run_dir=run_dir, resume=bool(args.resume))
     finally:
         distributed.teardown()
     if distributed.is_main() and result.results:
@@ -147,14 +147,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from ._plugin_manager import get_plugin_manager
     from ._registrar import KINDS
 
-    registry = get_plugin_manager()
+    plugins = get_plugin_manager()
     rows = [
         {"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version,
          "plugin": c.plugin, "description": c.description}
-        for kind in KINDS for c in registry.of_kind(kind)
+        for kind in KINDS for c in plugins.of_kind(kind)
     ]  # fmt: skip
     if args.json:
-        print(json.dumps({"components": rows, "failures": registry.failures}, indent=2))
+        print(json.dumps({"components": rows, "failures": plugins.failures}, indent=2))
         return 0
     headers = ["kind", "name", "distribution", "version", "description"]
     widths = {h: max([len(h)] + [len(str(r[h])) for r in rows]) for h in headers[:-1]}
@@ -169,7 +169,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
     registry = ModelRegistry(args.registry)
     if args.action == "list":
-        rows = registry.list()
+        rows = registry.list_versions()
         if args.json:
             print(json.dumps(rows, indent=2))
             return 0
@@ -224,7 +224,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         from ._report import render_report
 
         who = f"user {args.user}" if args.user is not None else "a new user (cold start)"
-        page = render_report(f"{served.ref}: recommendations for {who}", shown, items,
+        kinds = served.vocab.item_info.kinds if served.vocab.item_info is not None else {}
+        page = render_report(f"{served.ref}: recommendations for {who}", shown, items, kinds,
                              Path(args.posters) if args.posters else None)  # fmt: skip
         Path(args.report).write_text(page, encoding="utf-8")
     if args.format == "json":
@@ -232,41 +233,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return 0
     print(f"{served.ref} — {'user ' + str(args.user) if args.user is not None else 'new user (history only)'}")
     print(f"\nrecent history ({len(recent)} of {len(raw_history)}):")
-    for item in shown:
-        print(f"  {item['item_id']:>6}  {item.get('title', '')}  [{item.get('genres', '')}]")
+    for item, token in zip(shown, tokens):
+        print(f"  {item['item_id']:>6}  {served.describe(token)}")
     print(f"\ntop {args.k}:")
-    for rank, item in enumerate(items, 1):
-        print(f"  {rank:>2}. {item['item_id']:>6}  {item.get('title', '')}  [{item.get('genres', '')}]  {item['score']:.3f}")
+    for rank, (item, token) in enumerate(zip(items, served.item_tokens([i["item_id"] for i in items])), 1):
+        print(f"  {rank:>2}. {item['item_id']:>6}  {served.describe(token)}  {item['score']:.3f}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from ._components import RunContext
-    from ._evaluation import evaluate, resolve_metrics, training_popularity
     from ._model_registry import ModelRegistry
     from ._plugin_manager import get_plugin_manager
-    from ._runner import results_markdown
+    from ._runner import evaluate_registered, results_markdown
     from ._spec import apply_overrides, parse_spec
 
     plugins = get_plugin_manager()
     served = ModelRegistry(args.registry).load(args.ref)
     recorded = apply_overrides(served.entry["spec"], args.overrides)
     recorded["splits"] = {args.split: {}}
-    spec = parse_spec(recorded, plugins)
-    context = RunContext(seed=spec.experiment.seed)
-    data = plugins.get("dataset", spec.dataset.plugin).cls(spec.dataset.options).load(context)
-    if data.fingerprint != served.entry["data"]["fingerprint_sha256"]:
-        raise SpecError("the data found is not the data this model was trained on (fingerprints differ)",
-                        where=str(data.source.get("path", "dataset")))  # fmt: skip
-    split = plugins.get("splitter", args.split).cls(spec.splits[0].options).split(data, context)
-    metrics = resolve_metrics(spec.evaluation.metrics, plugins)
-    values = evaluate(served.recommender, data, split.test, metrics, spec.evaluation,
-                      training_popularity(data, split.train.visible))  # fmt: skip
-    rows = [{"split": split.name, "recommender": served.ref, "metric": m, "k": k, "value": v}
-            for m, by_k in values.items() for k, v in by_k.items()]  # fmt: skip
-    protocol = {**split.protocol, "test_cases": len(split.test), "candidates": "all items (full ranking)",
-                "seen_items_excluded": spec.evaluation.exclude_seen}  # fmt: skip
-    print(results_markdown({"protocols": {split.name: protocol}, "rows": rows}))
+    print(results_markdown(evaluate_registered(served, parse_spec(recorded, plugins), plugins)))
     return 0
 
 
