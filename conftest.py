@@ -1,4 +1,4 @@
-"""Fixtures shared by tests/ and benchmarks/: the plugin registry and the real ML-1M when present."""
+"""Fixtures shared by tests/ and benchmarks/: plugin managers and the real ML-1M when present."""
 
 from __future__ import annotations
 
@@ -13,8 +13,18 @@ SHARED_DATA = Path(__file__).resolve().parent.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
-def registry() -> PluginManager:
+def plugins() -> PluginManager:
+    """Every installed plugin (bundled ones, the example and the test kit)."""
     return get_plugin_manager()
+
+
+@pytest.fixture(scope="session")
+def toy_plugins() -> PluginManager:
+    """The test kit's plugins alone: what core tests run on."""
+    manager = PluginManager()
+    manager.load_entry_points(only={"testkit"})
+    assert manager.of_kind("model"), "the test kit is not installed: pip install -e tests/plugins"
+    return manager
 
 
 @pytest.fixture(scope="session")

@@ -32,9 +32,9 @@ def setup(real_ml1m: Path):
 
 
 @pytest.mark.benchmark(group="evaluation-6040-users")
-def test_recplug_full_ranking_evaluation(benchmark, setup, registry) -> None:
+def test_recplug_full_ranking_evaluation(benchmark, setup, plugins) -> None:
     data, split, model = setup
-    metrics = resolve_metrics(["mrr", "map", "ndcg", "hit_rate"], registry)
+    metrics = resolve_metrics(["mrr", "map", "ndcg", "hit_rate"], plugins)
     options = EvaluationOptions(ks=[3, 5, 10], batch_size=2048)
     values = benchmark.pedantic(evaluate, args=(model, data, split.test, metrics, options), rounds=5, warmup_rounds=1)
     assert 0.0 <= values["ndcg"][10] <= 1.0

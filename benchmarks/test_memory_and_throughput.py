@@ -71,8 +71,8 @@ def test_serving_throughput_through_the_registry(benchmark, ml1m, tmp_path: Path
     model = Transformer(TransformerOptions())
     model.prepare(data)
     registry = ModelRegistry(tmp_path)
-    registry.register("bench", model, plugin={"kind": "model", "name": "transformer", "distribution": "recplug",
-                      "version": "0"}, options={}, training=None, spec={}, data=data, metrics={}, protocol={})  # fmt: skip
+    registry.register("bench", model, provenance={"plugin": {"kind": "model", "name": "transformer", "distribution": "recplug",
+                      "version": "0"}, "options": {}, "training": None}, spec={}, data=data, metrics={}, protocol={})  # fmt: skip
     served = registry.load("bench")
     users = data.user_ids[:200].tolist()
 

@@ -79,3 +79,35 @@ num_heads = 2
 [evaluation]
 {evaluation}
 """)
+
+
+TESTKIT_ENV = {"RECPLUG_PLUGINS": "testkit"}
+"""Core tests run the command line with the test kit's plugins only (no MovieLens, no transformer)."""
+
+
+def toy_spec(name: str = "toy", seed: int = 5, registry: Path | None = None, *, model: dict | None = None,
+             training: dict | None = None, baseline: bool = True, toy: dict | None = None) -> dict:  # fmt: skip
+    """A spec over the test kit: the toy dataset, the holdout split, the bigram model (and the counts baseline)."""
+    recommenders: dict = {"counts": {}} if baseline else {}
+    recommenders["bigram"] = {**(model or {}), "training": {"epochs": 3, "batch_size": 16, "lr": 0.05, **(training or {})}}
+    experiment = {"name": name, "seed": seed, "device": "cpu", **({"registry": str(registry)} if registry else {})}
+    return {"experiment": experiment, "dataset": {"toy": toy or {}}, "splits": {"holdout": {}},
+            "recommenders": recommenders, "evaluation": {"metrics": ["hits"], "ks": [1, 5]}}  # fmt: skip
+
+
+def to_toml(data: dict, prefix: str = "") -> str:
+    """A spec dict as TOML (tables, strings, numbers, booleans and lists of them)."""
+    scalars = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    tables = [to_toml(v, f"{prefix}{k}.") for k, v in data.items() if isinstance(v, dict)]
+    head = [f"[{prefix[:-1]}]"] if prefix else []
+    return "\n".join(head + scalars + tables) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)

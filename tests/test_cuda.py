@@ -22,7 +22,7 @@ def test_auto_picks_cuda() -> None:
 
 
 @pytest.mark.parametrize("objective", ["window", "all_positions"])
-def test_train_on_cuda_serve_on_cpu(ml1m_dir: Path, tmp_path: Path, registry, objective: str) -> None:
+def test_train_on_cuda_serve_on_cpu(ml1m_dir: Path, tmp_path: Path, plugins, objective: str) -> None:
     options = {"objective": objective, "join": "last" if objective == "all_positions" else "flatten",
                "embedding_dim": 16, "num_layers": 1, "num_heads": 2,
                "training": {"epochs": 2, "batch_size": 64, "amp": True}}  # fmt: skip
@@ -30,8 +30,8 @@ def test_train_on_cuda_serve_on_cpu(ml1m_dir: Path, tmp_path: Path, registry, ob
         "experiment": {"name": "gpu", "device": "auto", "registry": str(tmp_path / "registry")},
         "dataset": {"movielens": {"data_dir": str(ml1m_dir)}},
         "recommenders": {"transformer": options},
-    }, registry)  # fmt: skip
-    result = run_experiment(spec, registry, run_dir=tmp_path / "run")
+    }, plugins)  # fmt: skip
+    result = run_experiment(spec, plugins, run_dir=tmp_path / "run")
     fitted = result.fitted[0]
     assert fitted.recommender.device.type == "cuda"
     assert next(fitted.recommender.module.parameters()).is_cuda

@@ -43,4 +43,4 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     for key, value in metrics["one"].items():
         assert abs(value - metrics["two"][key]) <= TOLERANCE, (key, value, metrics["two"][key])
     # only rank 0 registered: one version per run
-    assert [r["version"] for r in ModelRegistry(tmp_path / "registry").list()] == [1, 2]
+    assert [r["version"] for r in ModelRegistry(tmp_path / "registry").list_versions()] == [1, 2]

@@ -116,36 +116,36 @@ def make_plugin(register_body) -> types.SimpleNamespace:
 
 
 def test_duplicate_names_keep_the_first_and_warn() -> None:
-    registry = PluginManager()
-    registry.register_plugin(make_plugin(lambda r: r.baseline("good", Good)), "first")
+    manager = PluginManager()
+    manager.register_plugin(make_plugin(lambda r: r.baseline("good", Good)), "first")
     with pytest.warns(PluginWarning, match="baseline name 'good' is already registered by plugin 'first'"):
-        registry.register_plugin(make_plugin(lambda r: r.baseline("good", Good)), "second")
-    assert registry.get("baseline", "good").plugin == "first"
+        manager.register_plugin(make_plugin(lambda r: r.baseline("good", Good)), "second")
+    assert manager.get("baseline", "good").plugin == "first"
 
 
 def test_registration_errors_are_reported_per_plugin() -> None:
-    registry = PluginManager()
+    manager = PluginManager()
     with pytest.warns(PluginWarning, match="must subclass recplug Metric"):
-        registry.register_plugin(make_plugin(lambda r: r.metric("m", Good)), "wrongkind")
+        manager.register_plugin(make_plugin(lambda r: r.metric("m", Good)), "wrongkind")
     with pytest.warns(PluginWarning, match="raised ZeroDivisionError"):
-        registry.register_plugin(make_plugin(lambda r: 1 / 0), "raises")
+        manager.register_plugin(make_plugin(lambda r: 1 / 0), "raises")
     with pytest.warns(PluginWarning, match="options of baseline 'x' must be an attrs class"):
-        registry.register_plugin(make_plugin(lambda r: r.baseline("x", Good, dict)), "badoptions")
-    assert registry.components == {}
+        manager.register_plugin(make_plugin(lambda r: r.baseline("x", Good, dict)), "badoptions")
+    assert manager.components == {}
 
 
 def test_incompatible_plugin_api_version_is_refused() -> None:
     plugin = make_plugin(lambda r: r.baseline("good", Good))
     plugin.RECPLUG_PLUGIN_API = hookspecs.PLUGIN_API_VERSION + 1
-    registry = PluginManager()
+    manager = PluginManager()
     with pytest.warns(PluginWarning, match=f"built for plugin API {hookspecs.PLUGIN_API_VERSION + 1}"):
-        registry.register_plugin(plugin, "future", "future-plugin", "9.0")
-    assert registry.components == {}
+        manager.register_plugin(plugin, "future", "future-plugin", "9.0")
+    assert manager.components == {}
 
 
-def test_unknown_component_lists_registered_names(registry) -> None:
+def test_unknown_component_lists_registered_names(plugins) -> None:
     with pytest.raises(PluginError, match=r"unknown metric 'ndgc'; did you mean 'ndcg'\? \(registered metrics: "):
-        registry.get("metric", "ndgc")
+        plugins.get("metric", "ndgc")
 
 
 def test_every_hook_is_documented_and_tested() -> None:

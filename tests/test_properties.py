@@ -34,7 +34,7 @@ TOML_VALUES = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(path=st.lists(st.sampled_from(KEYS), min_size=1, max_size=4), value=TOML_VALUES)
-def test_random_spec_edits_parse_or_fail_cleanly(registry, path: list[str], value: object) -> None:
+def test_random_spec_edits_parse_or_fail_cleanly(plugins, path: list[str], value: object) -> None:
     data = apply_overrides(VALID, [])
     table = data
     for key in path[:-1]:
@@ -47,16 +47,16 @@ def test_random_spec_edits_parse_or_fail_cleanly(registry, path: list[str], valu
     else:
         table[path[-1]] = value
     try:
-        parse_spec(data, registry)
+        parse_spec(data, plugins)
     except RecplugError as exc:
         assert str(exc)
 
 
 @settings(max_examples=25, deadline=None)
 @given(text=st.text(max_size=40))
-def test_random_override_strings_parse_or_fail_cleanly(registry, text: str) -> None:
+def test_random_override_strings_parse_or_fail_cleanly(plugins, text: str) -> None:
     try:
-        parse_spec(apply_overrides(VALID, [text]), registry)
+        parse_spec(apply_overrides(VALID, [text]), plugins)
     except RecplugError as exc:
         assert str(exc)
 

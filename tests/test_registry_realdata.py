@@ -28,7 +28,7 @@ print(json.dumps({u: [r["item_id"] for r in model.recommend(user_id=u, k=10)] fo
 
 
 @pytest.mark.realdata
-def test_ml1m_transformer_round_trip(real_ml1m: Path, tmp_path: Path, registry) -> None:
+def test_ml1m_transformer_round_trip(real_ml1m: Path, tmp_path: Path, plugins) -> None:
     data = read_toml(REPO / "examples" / "ml1m.toml")
     del data["splits"]["seed_windows"]  # one protocol and no baselines keep the test short
     data["recommenders"] = {"transformer": data["recommenders"]["transformer"]}
@@ -37,12 +37,12 @@ def test_ml1m_transformer_round_trip(real_ml1m: Path, tmp_path: Path, registry) 
         "recommenders.transformer.training.epochs=1", "recommenders.transformer.training.max_steps_per_epoch=40",
         "recommenders.transformer.training.validation_cases=500",
     ])  # fmt: skip
-    result = run_experiment(parse_spec(data, registry), registry, run_dir=tmp_path / "run")
+    result = run_experiment(parse_spec(data, plugins), plugins, run_dir=tmp_path / "run")
     assert result.results["registered"] == ["ml1m-transformer:1"]
 
     models = ModelRegistry(tmp_path / "registry")
     models.alias("ml1m-transformer:1", "production")
-    [row] = models.list()
+    [row] = models.list_versions()
     assert row["aliases"] == ["production"] and row["plugin"] == "transformer"
 
     rng = np.random.default_rng(0)

@@ -1,82 +1,125 @@
-"""The generic training loop: reproducible, resumable, early-stopping, logging to tensorboard."""
+"""The Trainer: reproducible, resumable, early-stopping, logging to tensorboard; checkpoints with a format.
+
+Core tests: they run on the test kit's plugins only (toy dataset, holdout split, bigram model).
+"""
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
+import attrs
 import pytest
+import torch
+from recplug_testkit import Bigram
 
-from helpers import run_cli, tiny_transformer_spec, write_ml1m
+from helpers import TESTKIT_ENV, run_cli, to_toml, toy_spec, write_spec
+from recplug._model_registry import ModelRegistry
 from recplug._runner import run_experiment
 from recplug._spec import parse_spec
+from recplug._training import CHECKPOINT_FORMAT, CheckpointError, TrainingInterrupted, TrainingState, _monitored
 
-
-def spec_data(data_dir: Path, **training) -> dict:
-    return {
-        "experiment": {"name": "t", "seed": 5, "device": "cpu"},
-        "dataset": {"movielens": {"data_dir": str(data_dir)}},
-        "splits": {"leave_one_out": {}},
-        "recommenders": {
-            "transformer": {
-                "embedding_dim": 16, "num_layers": 1, "num_heads": 2, "user_embedding_dim": 8,
-                "training": {"epochs": 3, "batch_size": 64, "validation_cases": 50, **training},
-            }
-        },
-        "evaluation": {"ks": [5, 10]},
-    }  # fmt: skip
+MODEL_DIR = Path("holdout") / "bigram"
 
 
 def metrics_of(result) -> dict:
-    return {(r["metric"], r["k"]): r["value"] for r in result.results["rows"]}
+    return {(r["recommender"], r["metric"], r["k"]): r["value"] for r in result.results["rows"]}
 
 
-def test_same_seed_same_metrics_and_logs(ml1m_dir: Path, tmp_path: Path, registry) -> None:
-    spec = parse_spec(spec_data(ml1m_dir), registry)
-    a = run_experiment(spec, registry, run_dir=tmp_path / "a")
-    b = run_experiment(spec, registry, run_dir=tmp_path / "b")
+def run(toy_plugins, out: Path, resume: bool = False, **training):
+    return run_experiment(parse_spec(toy_spec(training=training), toy_plugins), toy_plugins, run_dir=out, resume=resume)
+
+
+def test_the_model_learns(toy_plugins, tmp_path: Path) -> None:
+    untrained = metrics_of(run(toy_plugins, tmp_path / "a", epochs=1, max_steps_per_epoch=1))
+    trained = metrics_of(run(toy_plugins, tmp_path / "b", epochs=8))
+    assert trained[("bigram", "hits", 5)] > untrained[("bigram", "hits", 5)] + 0.1
+
+
+def test_same_seed_same_metrics_and_logs(toy_plugins, tmp_path: Path) -> None:
+    a, b = run(toy_plugins, tmp_path / "a"), run(toy_plugins, tmp_path / "b")
     assert metrics_of(a) == metrics_of(b)
-    model_dir = tmp_path / "a" / "leave_one_out" / "transformer"
+    model_dir = tmp_path / "a" / MODEL_DIR
     assert (model_dir / "checkpoints" / "best.pt").is_file() and (model_dir / "checkpoints" / "last.pt").is_file()
-    events = list((model_dir / "tensorboard").glob("events.out.tfevents.*"))
-    assert events
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    scalars = EventAccumulator(str(events[0].parent)).Reload().Tags()["scalars"]
+    scalars = EventAccumulator(str(model_dir / "tensorboard")).Reload().Tags()["scalars"]
     assert {"loss/train", "loss/validation", "validation/ndcg@10", "lr", "throughput/samples_per_s"} <= set(scalars)
 
 
-def test_resume_continues_to_the_same_result(ml1m_dir: Path, tmp_path: Path, registry) -> None:
-    full = run_experiment(parse_spec(spec_data(ml1m_dir), registry), registry, run_dir=tmp_path / "full")
-    # An interrupted run: only 2 of 3 epochs happened; resuming with 3 epochs finishes the job.
-    run_experiment(parse_spec(spec_data(ml1m_dir, epochs=2), registry), registry, run_dir=tmp_path / "part")
-    resumed = run_experiment(parse_spec(spec_data(ml1m_dir), registry), registry, run_dir=tmp_path / "part", resume=True)
-    assert metrics_of(resumed) == pytest.approx(metrics_of(full))
+def test_resume_continues_to_the_same_result(toy_plugins, tmp_path: Path) -> None:
+    full = run(toy_plugins, tmp_path / "full", epochs=3)
+    run(toy_plugins, tmp_path / "part", epochs=2)  # an interrupted run: 2 of 3 epochs (constant learning rate)
+    resumed = run(toy_plugins, tmp_path / "part", resume=True, epochs=3)
+    assert metrics_of(resumed) == metrics_of(full)
 
 
-def test_early_stopping(ml1m_dir: Path, tmp_path: Path, registry) -> None:
-    spec = parse_spec(spec_data(ml1m_dir, epochs=50, patience=1, lr=0.5, monitor="ndcg@10"), registry)
-    run_experiment(spec, registry, run_dir=tmp_path / "run")
+def test_the_checkpoint_holds_a_typed_state_and_a_format(toy_plugins, tmp_path: Path) -> None:
+    run(toy_plugins, tmp_path / "run", epochs=2)
+    payload = torch.load(tmp_path / "run" / MODEL_DIR / "checkpoints" / "last.pt", weights_only=True)
+    assert payload["format"] == CHECKPOINT_FORMAT
+    state = TrainingState(**payload["state"])
+    assert state.epoch == 2 and state.step > 0 and state.step_in_epoch == 0 and state.best is not None
+    assert set(payload["state"]) == {f.name for f in attrs.fields(TrainingState)}
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda path: path.write_bytes(path.read_bytes()[:100]), "cannot be read as a checkpoint"),
+        (lambda path: torch.save({"weights": torch.zeros(2)}, path), "is not a recplug training checkpoint"),
+        (lambda path: torch.save({**torch.load(path, weights_only=True), "format": None}, path), "format-None"),
+        (lambda path: torch.save({k: v for k, v in torch.load(path, weights_only=True).items() if k != "format"}, path),
+         "format-1 checkpoint"),
+        (lambda path: path.write_text("not a checkpoint"), "cannot be read as a checkpoint"),
+    ],
+)  # fmt: skip
+def test_a_damaged_old_or_foreign_checkpoint_is_one_clear_error(toy_plugins, tmp_path: Path, damage, message) -> None:
+    run(toy_plugins, tmp_path / "run", epochs=1)
+    last = tmp_path / "run" / MODEL_DIR / "checkpoints" / "last.pt"
+    damage(last)
+    with pytest.raises(CheckpointError, match=message) as info:
+        run(toy_plugins, tmp_path / "run", resume=True, epochs=2)
+    assert str(last) in str(info.value) and info.value.exit_code == 2
+
+
+def test_a_checkpoint_of_another_shape_is_one_clear_error(toy_plugins, tmp_path: Path) -> None:
+    run(toy_plugins, tmp_path / "run", epochs=1)
+    data = toy_spec(model={"dim": 5}, training={"epochs": 2})
+    with pytest.raises(CheckpointError, match="does not fit this model and its options"):
+        run_experiment(parse_spec(data, toy_plugins), toy_plugins, run_dir=tmp_path / "run", resume=True)
+
+
+def test_resuming_a_finished_run_trains_nothing_and_finishes(toy_plugins, tmp_path: Path) -> None:
+    full = run(toy_plugins, tmp_path / "run", epochs=2)
+    again = run(toy_plugins, tmp_path / "run", resume=True, epochs=2)
+    assert metrics_of(again) == metrics_of(full)
+
+
+def test_early_stopping(toy_plugins, tmp_path: Path) -> None:
+    run(toy_plugins, tmp_path / "run", epochs=50, patience=1, lr=2.0, monitor="ndcg@10")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    logs = tmp_path / "run" / "leave_one_out" / "transformer" / "tensorboard"
-    steps = EventAccumulator(str(logs)).Reload().Scalars("loss/train")
+    steps = EventAccumulator(str(tmp_path / "run" / MODEL_DIR / "tensorboard")).Reload().Scalars("loss/train")
     assert 2 <= len(steps) < 50
 
 
 def test_resume_from_the_command_line(tmp_path: Path) -> None:
-    data = write_ml1m(tmp_path / "ml-1m")
-    spec = tiny_transformer_spec(tmp_path / "s.toml", data, "cli", training="epochs = 1\nbatch_size = 128")
+    spec = write_spec(tmp_path / "s.toml", to_toml(toy_spec(registry=tmp_path / "registry", training={"epochs": 1})))
     out = tmp_path / "run"
-    first = run_cli("run", str(spec), "--out", str(out))
+    first = run_cli("run", str(spec), "--out", str(out), env=TESTKIT_ENV)
     assert first.returncode == 0, first.stderr
-    again = run_cli("run", "--resume", str(out), "--set", "recommenders.transformer.training.epochs=2")
+    again = run_cli("run", "--resume", str(out), "--set", "recommenders.bigram.training.epochs=2", env=TESTKIT_ENV)
     assert again.returncode == 0, again.stderr
     assert "resumed from epoch 1" in again.stderr and "epoch 2/2" in again.stderr
+    (out / "holdout" / "bigram" / "checkpoints" / "last.pt").write_text("garbage")
+    broken = run_cli("run", "--resume", str(out), "--set", "recommenders.bigram.training.epochs=3", env=TESTKIT_ENV)
+    assert broken.returncode == 2 and "cannot be read as a checkpoint" in broken.stderr
+    assert "Traceback" not in broken.stderr
 
 
 def test_models_without_validation_examples_monitor_ndcg() -> None:
-    from recplug._training import _monitored
-
     summary = {"loss/validation": float("nan"), "validation/ndcg@10": 0.25}
     assert _monitored(summary, "loss") == -0.25  # not NaN, which would never count as an improvement
     assert _monitored({**summary, "loss/validation": 1.5}, "loss") == 1.5
@@ -84,21 +127,14 @@ def test_models_without_validation_examples_monitor_ndcg() -> None:
 
 
 def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
-    ml1m_dir: Path, tmp_path: Path, registry, monkeypatch: pytest.MonkeyPatch
+    toy_plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import os
-    import signal
-
-    from recplug._model_registry import ModelRegistry
-    from recplug._training import TrainingInterrupted
-    from recplug_transformer import Transformer
-
-    data = spec_data(ml1m_dir, batch_size=32)
-    data["experiment"]["registry"] = str(tmp_path / "registry")
-    full = run_experiment(parse_spec(data, registry), registry, run_dir=tmp_path / "full")
+    # warm-up and cosine decay: the schedule's position is part of what resumes
+    data = toy_spec(registry=tmp_path / "registry", training={"batch_size": 8, "schedule": "cosine", "warmup_steps": 20})
+    full = run_experiment(parse_spec(data, toy_plugins), toy_plugins, run_dir=tmp_path / "full")
 
     calls = {"n": 0}
-    original = Transformer.loss
+    original = Bigram.loss
 
     def loss_then_ctrl_c(self, batch):
         calls["n"] += 1
@@ -106,14 +142,15 @@ def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, batch)
 
-    monkeypatch.setattr(Transformer, "loss", loss_then_ctrl_c)
+    monkeypatch.setattr(Bigram, "loss", loss_then_ctrl_c)
     with pytest.raises(TrainingInterrupted, match="interrupted after step") as info:
-        run_experiment(parse_spec(data, registry), registry, run_dir=tmp_path / "part")
+        run_experiment(parse_spec(data, toy_plugins), toy_plugins, run_dir=tmp_path / "part")
     assert info.value.exit_code == 130 and f"recplug run --resume {tmp_path / 'part'}" in info.value.message
-    assert (tmp_path / "part" / "leave_one_out" / "transformer" / "checkpoints" / "last.pt").is_file()
-    assert [r["version"] for r in ModelRegistry(tmp_path / "registry").list()] == [1]  # only the full run's
+    payload = torch.load(tmp_path / "part" / MODEL_DIR / "checkpoints" / "last.pt", weights_only=True)
+    assert payload["state"]["step_in_epoch"] > 0  # mid-epoch, exactly where it stopped
+    assert [r["version"] for r in ModelRegistry(tmp_path / "registry").list_versions()] == [1]  # only the full run's
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
 
-    monkeypatch.setattr(Transformer, "loss", original)
-    resumed = run_experiment(parse_spec(data, registry), registry, run_dir=tmp_path / "part", resume=True)
-    assert metrics_of(resumed) == pytest.approx(metrics_of(full))
+    monkeypatch.setattr(Bigram, "loss", original)
+    resumed = run_experiment(parse_spec(data, toy_plugins), toy_plugins, run_dir=tmp_path / "part", resume=True)
+    assert metrics_of(resumed) == metrics_of(full)
