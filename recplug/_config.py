@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
 import cattrs
@@ -57,7 +57,7 @@ def structure(data: Any, cls: type[T], path: str) -> T:
     """Build ``cls`` (an attrs class) from a TOML table, naming ``path`` in every error."""
     if not isinstance(data, dict):
         raise SpecError(f"expected a table, got {_describe(data)}", where=path)
-    fields = {f.name: f for f in attrs.fields(attrs.resolve_types(cls))}
+    fields = {f.name: f for f in attrs.fields(attrs.resolve_types(cast(Any, cls)))}
     unknown = [key for key in data if key not in fields]
     if unknown:
         raise SpecError(unknown_key_message(unknown[0], list(fields)), where=_join(path, unknown[0]))
