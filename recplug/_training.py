@@ -275,7 +275,7 @@ class Trainer:
                 )
         train_time = time.perf_counter() - started
         return {"loss/train": total_loss / max(seen, 1), "throughput/samples_per_s": seen / train_time,
-                "lr": self.scheduler.get_last_lr()[0], "time/train_s": train_time}  # fmt: skip
+                "lr": float(self.scheduler.get_last_lr()[0]), "time/train_s": train_time}  # fmt: skip
 
     def end_epoch(self, epoch: int, plan: TrainingPlan, summary: dict[str, float], writer: Any) -> bool:
         """Validate, keep the best and last checkpoints, report; True when training should stop early."""

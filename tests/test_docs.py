@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +22,26 @@ def test_docs_build_cleanly(builder: str, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_every_hook_is_documented_in_the_plugin_guide() -> None:
-    from recplug import hookspecs
+def hook_signature(hook: object) -> str:
+    """``name(param: Type, ...) -> Return`` with bare type names, as the plugin guide writes it."""
+    signature = inspect.signature(hook, eval_str=True)  # type: ignore[arg-type]
+    name = lambda tp: "None" if tp is None or tp is type(None) else getattr(tp, "__name__", str(tp))  # noqa: E731
+    params = ", ".join(f"{p.name}: {name(p.annotation)}" for p in signature.parameters.values())
+    return f"{hook.__name__}({params}) -> {name(signature.return_annotation)}"  # type: ignore[attr-defined]
+
+
+def test_every_hook_is_documented_with_its_exact_signature() -> None:
+    from recplug import _hookspecs as hookspecs
 
     guide = (REPO / "docs" / "plugins.rst").read_text()
-    hooks = [n for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "recplug_spec", None) is not None]
-    for name in hooks:
-        assert f"recplug._hookspecs.{name}" in guide, f"hook {name} is missing from docs/plugins.rst"
+    hooks = [getattr(hookspecs, n) for n in dir(hookspecs) if getattr(getattr(hookspecs, n), "recplug_spec", None)]
+    assert hooks, "no hookspecs found"
+    for hook in hooks:
+        assert hook_signature(hook) in guide, f"docs/plugins.rst lacks the hook signature {hook_signature(hook)}"
+        assert f"recplug._hookspecs.{hook.__name__}" in guide, f"docs/plugins.rst lacks the docstring of {hook.__name__}"
+
+
+def test_the_signature_check_sees_a_changed_signature() -> None:
+    def register_components(register: int, extra: str) -> None: ...
+
+    assert hook_signature(register_components) == "register_components(register: int, extra: str) -> None"
