@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def check_name(name: object, what: str) -> str:
+    """``name`` when it is safe as one path component (letters, digits, '.', '_', '-'; not starting with '.'
+    or '-'; at most 128 characters), else a ValueError saying so: a name a user gives (an experiment, a label,
+    a model, an alias) never reaches outside the folder it belongs in."""
+    if not isinstance(name, str) or not _SAFE_NAME.match(name):
+        raise ValueError(
+            f"invalid {what} {name!r}: use letters, digits, '.', '_' and '-' (starting with a letter or digit, "
+            "at most 128 characters)"
+        )
+    return name
 
 
 def cache_dir() -> Path:

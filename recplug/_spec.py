@@ -42,9 +42,10 @@ import attrs
 from ._config import did_you_mean, structure, unknown_key_message, unstructure
 from ._errors import PluginError, SpecError
 from ._evaluation import EvaluationOptions
+from ._paths import check_name
 from ._plugin_manager import PluginManager
 from ._registrar import Kind
-from ._training import TrainingOptions
+from ._training import Model, TrainingOptions
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -56,14 +57,19 @@ SECTIONS = ("experiment", "dataset", "splits", "recommenders", "evaluation")
 
 @attrs.frozen
 class ExperimentOptions:
-    name: str = attrs.field(default="experiment", metadata={"doc": "Names the run directory and registered models."})
-    seed: int = attrs.field(default=0, metadata={"doc": "Seeds every random number generator."})
+    name: str = attrs.field(
+        default="experiment",
+        metadata={"doc": "Names the run directory and registered models (letters, digits, '.', '_', '-')."},
+    )
+    seed: int = attrs.field(default=0, validator=attrs.validators.ge(0), metadata={"doc": "Seeds every random number generator."})
     output_dir: str = attrs.field(default="runs", metadata={"doc": "Parent folder of run directories."})
     device: str = attrs.field(
         default="auto", metadata={"doc": "'auto' (CUDA, then MPS, then CPU), or a torch device such as 'cpu', 'cuda:1'."}
     )
     register: bool = attrs.field(
-        default=True, metadata={"doc": "Register every trained model in the model registry after evaluation."}
+        default=True,
+        metadata={"doc": "Register every fitted recommender that can be saved (trained models and baselines) in the "
+                         "model registry after evaluation."},
     )
     registry: str | None = attrs.field(
         default=None, metadata={"doc": "Model registry folder (default: $RECPLUG_REGISTRY, else the user data dir)."}
@@ -89,10 +95,12 @@ class ComponentSpec:
 
     @classmethod
     def from_table(cls, label: str, table: dict[str, Any], kinds: tuple[Kind, ...], what: str,
-                   plugins: PluginManager, path: str) -> ComponentSpec:  # fmt: skip
-        """Validate a spec table (``use`` names the plugin, default: the label) against its plugin's options."""
+                   plugins: PluginManager, path: str, base_dir: Path | None = None) -> ComponentSpec:  # fmt: skip
+        """Validate a spec table (``use`` names the plugin, default: the label) against its plugin's options;
+        relative paths in options marked ``metadata={"path": True}`` resolve against ``base_dir``."""
         if not isinstance(table, dict):
             raise SpecError(f"expected a table [{path}], got {type(table).__name__} {table!r}", where=path)
+        _check_name(label, "label", path)
         table = dict(table)
         plugin = table.pop("use", label)
         if not isinstance(plugin, str):
@@ -105,9 +113,12 @@ class ComponentSpec:
         if component.kind == "model":
             training = structure(table.pop("training", {}), TrainingOptions, f"{path}.training")
             register_as = table.pop("register_as", None)
-            if register_as is not None and not isinstance(register_as, str):
-                raise SpecError(f"expected a model name (string), got {register_as!r}", where=f"{path}.register_as")
-        options: Any = structure(table, component.options_cls, path)
+            if register_as is not None:
+                _check_name(register_as, "model name", f"{path}.register_as")
+        options: Any = _with_paths_resolved(structure(table, component.options_cls, path), base_dir)
+        if training is not None and training.monitor == "loss" and not _offers_validation_examples(component.cls):
+            raise SpecError(f"monitor = 'loss' needs validation examples, and the {plugin} model offers none; use "
+                            "'ndcg@10' or 'auto'", where=f"{path}.training.monitor")  # fmt: skip
         return cls(label, component.kind, plugin, options, training, register_as)
 
     @classmethod
@@ -163,6 +174,12 @@ class ExperimentSpec:
     recommenders: list[ComponentSpec]
     evaluation: EvaluationOptions
 
+    def registered_name(self, recommender: ComponentSpec, split: str) -> str:
+        """The model registry name of a recommender fitted under a split: ``register_as``, else
+        ``<experiment>-<label>``, with ``-<split>`` when the spec has several splits."""
+        name = recommender.register_as or f"{self.experiment.name}-{recommender.label}"
+        return f"{name}-{split}" if len(self.splits) > 1 else name
+
     def resolved(self) -> dict[str, Any]:
         """The full spec with defaults filled in, as plain data."""
         return {
@@ -197,6 +214,9 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         if not sep or not key.strip():
             raise SpecError(f"expected KEY.PATH=VALUE, got {override!r}", where="--set")
         *parents, leaf = [part.strip() for part in key.split(".")]
+        if not all([*parents, leaf]):
+            raise SpecError(f"{key!r} has an empty part (use KEY.PATH=VALUE, e.g. recommenders.transformer.lr=0.01)",
+                            where="--set")  # fmt: skip
         table = data
         for i, part in enumerate(parents):
             table = table.setdefault(part, {})
@@ -213,22 +233,25 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_spec(data: dict[str, Any], plugins: PluginManager) -> ExperimentSpec:
-    """Validate plain spec data against the core classes and each plugin's options class."""
+def parse_spec(data: dict[str, Any], plugins: PluginManager, base_dir: Path | None = None) -> ExperimentSpec:
+    """Validate plain spec data against the core classes and each plugin's options class.
+
+    ``base_dir`` is the spec file's folder: relative paths in options marked ``metadata={"path": True}``
+    resolve against it (so a spec works from any working directory)."""
     for key in data:
         if key not in SECTIONS:
             raise SpecError(unknown_key_message(key, list(SECTIONS)), where=key)
-    datasets = _components(data, "dataset", ("dataset",), "dataset", plugins)
+    datasets = _components(data, "dataset", ("dataset",), "dataset", plugins, base_dir)
     if len(datasets) != 1:
         raise SpecError(
             "expected exactly one dataset, e.g. [dataset.movielens]"
             + (f", got {len(datasets)}: {', '.join(d.label for d in datasets)}" if datasets else ""),
             where="dataset",
         )
-    splits = _components(data, "splits", ("splitter",), "splitter", plugins)
+    splits = _components(data, "splits", ("splitter",), "splitter", plugins, base_dir)
     if not splits:
         splits = [ComponentSpec("leave_one_out", "splitter", "leave_one_out", _default_options(plugins, "splitter", "leave_one_out"))]
-    recommenders = _components(data, "recommenders", ("model", "baseline"), "recommender", plugins)
+    recommenders = _components(data, "recommenders", ("model", "baseline"), "recommender", plugins, base_dir)
     if not recommenders:
         raise SpecError("expected at least one recommender, e.g. [recommenders.popularity]", where="recommenders")
     spec = ExperimentSpec(
@@ -241,22 +264,25 @@ def parse_spec(data: dict[str, Any], plugins: PluginManager) -> ExperimentSpec:
     from ._evaluation import resolve_metrics
 
     resolve_metrics(spec.evaluation.metrics, plugins)  # unknown metric names fail now, not after training
+    _check_name(spec.experiment.name, "experiment name", "experiment.name")
+    _check_registered_names(spec)
     return spec
 
 
 def load_spec(path: str | Path, plugins: PluginManager, overrides: Sequence[str] = ()) -> ExperimentSpec:
-    """Read, override and validate a spec file."""
-    return parse_spec(apply_overrides(read_toml(path), list(overrides)), plugins)
+    """Read, override and validate a spec file (relative paths in it resolve against its folder)."""
+    return parse_spec(apply_overrides(read_toml(path), list(overrides)), plugins, Path(path).resolve().parent)
 
 
 def _components(
-    data: dict[str, Any], section: str, kinds: tuple[Kind, ...], what: str, plugins: PluginManager
+    data: dict[str, Any], section: str, kinds: tuple[Kind, ...], what: str, plugins: PluginManager,
+    base_dir: Path | None,
 ) -> list[ComponentSpec]:
     tables = data.get(section, {})
     if not isinstance(tables, dict):
         raise SpecError(f"expected tables like [{section}.<name>], got {type(tables).__name__}", where=section)
     tables = _with_extends_expanded(tables, section)
-    return [ComponentSpec.from_table(label, table, kinds, what, plugins, f"{section}.{label}")
+    return [ComponentSpec.from_table(label, table, kinds, what, plugins, f"{section}.{label}", base_dir)
             for label, table in tables.items()]  # fmt: skip
 
 
@@ -287,6 +313,43 @@ def _with_extends_expanded(tables: dict[str, Any], section: str) -> dict[str, An
         return expanded[label]
 
     return {label: expand(label, []) for label in tables}
+
+
+def _with_paths_resolved(options: Any, base_dir: Path | None) -> Any:
+    """``options`` with its relative path fields (``metadata={"path": True}``) made absolute from ``base_dir``."""
+    if base_dir is None:
+        return options
+    changes = {}
+    for field in attrs.fields(type(options)):
+        value = getattr(options, field.name)
+        if field.metadata.get("path") and isinstance(value, str) and not Path(value).expanduser().is_absolute():
+            changes[field.name] = str(base_dir / value)
+    return attrs.evolve(options, **changes) if changes else options
+
+
+def _check_registered_names(spec: ExperimentSpec) -> None:
+    """Two recommenders of one run may not register under one name (they would become versions of one model)."""
+    if not spec.experiment.register:
+        return
+    owners: dict[str, str] = {}
+    for recommender in spec.recommenders:
+        for split in spec.splits:
+            name = spec.registered_name(recommender, split.label)
+            if name in owners and owners[name] != recommender.label:
+                raise SpecError(f"registers as {name!r}, like recommenders.{owners[name]}: give each its own "
+                                "register_as", where=f"recommenders.{recommender.label}.register_as")  # fmt: skip
+            owners[name] = recommender.label
+
+
+def _offers_validation_examples(cls: type) -> bool:
+    return getattr(cls, "validation_examples", None) is not Model.validation_examples
+
+
+def _check_name(name: object, what: str, where: str) -> None:
+    try:
+        check_name(name, what)
+    except ValueError as exc:
+        raise SpecError(str(exc), where=where) from None
 
 
 def _default_options(plugins: PluginManager, kind: Kind, name: str) -> Any:

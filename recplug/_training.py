@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import signal
+import sys
 import threading
 import time
 from abc import abstractmethod
@@ -30,7 +32,7 @@ from . import _distributed as distributed
 from ._components import Recommender, RunContext
 from ._data import Interactions
 from ._devices import resolve_device
-from ._errors import RecplugError, SpecError
+from ._errors import DataError, RecplugError, SpecError
 from ._evaluation import rank_cases
 from ._examples import ExampleSource
 from ._split import EvalCases, TrainView
@@ -41,33 +43,59 @@ CHECKPOINT_FORMAT = 2
 """Bumped when a checkpoint's layout changes; format 1 (recplug 0.1) had no format key and a plain state dict."""
 
 
+def _in(low: int, high: int) -> Callable[[Any, Any, Any], None]:
+    return attrs.validators.and_(attrs.validators.ge(low), attrs.validators.le(high))
+
+
+def _positive_or_none(instance: Any, attribute: Any, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ValueError(f"'{attribute.name}' must be > 0 (or absent), got {value}")
+
+
+def _two_betas(instance: Any, attribute: Any, value: list[float]) -> None:
+    if len(value) != 2 or not all(0.0 <= b < 1.0 for b in value):
+        raise ValueError(f"'{attribute.name}' must be two numbers in [0, 1), got {value}")
+
+
 @attrs.frozen
 class TrainingOptions:
-    epochs: int = attrs.field(default=10, validator=attrs.validators.ge(1), metadata={"doc": "Passes over the training examples."})
-    batch_size: int = attrs.field(default=512, validator=attrs.validators.ge(1), metadata={"doc": "Examples per step."})
+    epochs: int = attrs.field(default=10, validator=_in(1, 1_000_000), metadata={"doc": "Passes over the training examples."})
+    batch_size: int = attrs.field(default=512, validator=_in(1, 2**24), metadata={"doc": "Examples per step."})
     lr: float = attrs.field(default=1e-3, validator=attrs.validators.gt(0.0), metadata={"doc": "Peak learning rate."})
     weight_decay: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0), metadata={"doc": "AdamW weight decay."})
-    betas: list[float] = attrs.field(factory=lambda: [0.9, 0.999], metadata={"doc": "Adam betas."})
+    betas: list[float] = attrs.field(
+        factory=lambda: [0.9, 0.999], validator=_two_betas, metadata={"doc": "Adam betas: two numbers in [0, 1)."}
+    )
     schedule: Literal["constant", "cosine", "linear"] = attrs.field(
         default="constant", metadata={"doc": "Learning-rate decay after warm-up."}
     )
     warmup_steps: int = attrs.field(default=0, validator=attrs.validators.ge(0), metadata={"doc": "Linear warm-up steps."})
-    grad_clip: float | None = attrs.field(default=1.0, metadata={"doc": "Max gradient norm (none: no clipping)."})
-    monitor: Literal["loss", "ndcg@10"] = attrs.field(
-        default="loss", metadata={"doc": "Validation measure for early stopping and best checkpoint."}
+    grad_clip: float | None = attrs.field(
+        default=1.0, validator=_positive_or_none, metadata={"doc": "Max gradient norm (none: no clipping)."},
+    )  # fmt: skip
+    monitor: Literal["auto", "loss", "ndcg@10"] = attrs.field(
+        default="auto",
+        metadata={"doc": "Validation measure for early stopping and the best checkpoint. 'auto': the validation "
+                         "loss when the model offers validation examples, else validation NDCG@10. Asking for "
+                         "'loss' from a model without validation examples is an error."},
     )
     patience: int | None = attrs.field(
-        default=None, metadata={"doc": "Stop after this many epochs without improvement (none: never stop early)."}
-    )
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1)),
+        metadata={"doc": "Stop after this many epochs without improvement (none: never stop early)."},
+    )  # fmt: skip
     validation_cases: int = attrs.field(
         default=20_000, validator=attrs.validators.ge(1), metadata={"doc": "At most this many validation cases per epoch."}
     )
     max_steps_per_epoch: int | None = attrs.field(
-        default=None, metadata={"doc": "Cap on steps per epoch (quick runs and tests)."}
-    )
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1)),
+        metadata={"doc": "Cap on steps per epoch (quick runs and tests)."},
+    )  # fmt: skip
     amp: bool = attrs.field(default=True, metadata={"doc": "bf16 autocast on CUDA (ignored on CPU)."})
     compile: bool = attrs.field(default=False, metadata={"doc": "Wrap the module with torch.compile."})
-    num_threads: int | None = attrs.field(default=None, metadata={"doc": "torch CPU threads (default: torch's)."})
+    num_threads: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_in(1, 1024)),
+        metadata={"doc": "torch CPU threads (default: torch's)."},
+    )  # fmt: skip
 
 
 class Model(Recommender):
@@ -155,6 +183,7 @@ class TrainingPlan:
     validation_cases: EvalCases
     steps_per_epoch: int
     total_steps: int
+    monitor: Literal["loss", "ndcg@10"]
 
 
 class Trainer:
@@ -210,12 +239,24 @@ class Trainer:
             steps -= 1  # a final batch too small to give every process a share
         if opts.max_steps_per_epoch:
             steps = min(steps, opts.max_steps_per_epoch)
+        if steps == 0:
+            raise DataError("there are no training examples: every user's history is held out or too short")
+        validation_examples = model.validation_examples(self.train.data, self.validation)
+        has_loss = validation_examples is not None and len(validation_examples) > 0
+        monitor = opts.monitor if opts.monitor != "auto" else "loss" if has_loss else "ndcg@10"
+        if monitor == "loss" and not has_loss:
+            raise SpecError(f"monitor = 'loss' needs validation examples, and {type(model).__name__} offers none "
+                            "here; use 'ndcg@10' or 'auto'", where="training.monitor")  # fmt: skip
+        if monitor == "ndcg@10" and len(self.validation) == 0:
+            raise DataError("the split has no validation cases, so no validation measure can pick the best epoch")
+        log.info("the best epoch is picked by validation %s", monitor)
         return TrainingPlan(
             examples=examples,
-            validation_examples=model.validation_examples(self.train.data, self.validation),
+            validation_examples=validation_examples,
             validation_cases=_subsample(self.validation, opts.validation_cases, self.context.seed),
             steps_per_epoch=steps,
             total_steps=steps * opts.epochs,
+            monitor=monitor,
         )
 
     def resume(self) -> None:
@@ -244,10 +285,11 @@ class Trainer:
         model.module.train()
         order = np.random.default_rng([self.context.seed, epoch]).permutation(len(plan.examples))
         started, seen, total_loss = time.perf_counter(), state.epoch_seen, state.epoch_loss
+        seen_here = 0  # examples of this process's steps: a resumed epoch's earlier ones took no time here
         autocast = self.device.type == "cuda" and opts.amp
-        quiet = None if log.isEnabledFor(logging.INFO) else True  # None: only on a terminal
         steps = range(state.step_in_epoch, plan.steps_per_epoch)
-        bar = tqdm(steps, desc=f"epoch {epoch + 1}/{opts.epochs}", leave=False, disable=quiet)
+        progress = Progress(f"epoch {epoch + 1}/{opts.epochs}", plan.steps_per_epoch, state.step_in_epoch)
+        bar = tqdm(steps, desc=progress.title, leave=False, disable=not progress.bar)
         for i in bar:
             batch = plan.examples.batch(order[i * opts.batch_size : (i + 1) * opts.batch_size][self.rank :: world])
             batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
@@ -262,26 +304,28 @@ class Trainer:
             state.step += 1
             n = len(next(iter(batch.values()))) * world
             seen += n
+            seen_here += n
             total_loss += loss.item() * n
-            if i % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{seen / (time.perf_counter() - started):.0f}")
+            if i % 20 == 0 or not progress.bar:
+                progress.update(bar, i + 1, loss.item(), seen_here / (time.perf_counter() - started))
             if stop.requested:  # Ctrl-C: finish this step, keep a checkpoint of exactly here, stop
                 state.step_in_epoch, state.epoch_seen, state.epoch_loss = i + 1, seen, total_loss
                 self.checkpoints.save("last", model, self.optimizer, self.scheduler, state)
                 where = Path(self.context.run_dir).parent.parent if self.context.run_dir else "RUN_DIR"
                 raise TrainingInterrupted(
                     f"interrupted after step {i + 1} of epoch {epoch + 1}; checkpoint saved. "
-                    f"Continue with: recplug run --resume {where}"
+                    f"Continue with: recplug run --resume {where}",
+                    stop.signum or signal.SIGINT,
                 )
         train_time = time.perf_counter() - started
-        return {"loss/train": total_loss / max(seen, 1), "throughput/samples_per_s": seen / train_time,
+        return {"loss/train": total_loss / max(seen, 1), "throughput/samples_per_s": seen_here / train_time,
                 "lr": float(self.scheduler.get_last_lr()[0]), "time/train_s": train_time}  # fmt: skip
 
     def end_epoch(self, epoch: int, plan: TrainingPlan, summary: dict[str, float], writer: Any) -> bool:
         """Validate, keep the best and last checkpoints, report; True when training should stop early."""
         opts, state = self.options, self.state
         summary.update(validate(self.model, plan.validation_examples, plan.validation_cases, opts.batch_size, self.train))
-        measure = _monitored(summary, opts.monitor)
+        measure = _monitored(summary, plan.monitor, epoch + 1)
         improved = state.best is None or measure < state.best
         state.epoch = epoch + 1
         state.best = measure if improved else state.best
@@ -325,10 +369,45 @@ def validate(model: Model, examples: ExampleSource | None, cases: EvalCases, bat
     return result
 
 
-class TrainingInterrupted(RecplugError):
-    """Training was stopped by Ctrl-C after a step; the last checkpoint holds exactly that step."""
+class Progress:
+    """Progress of an epoch: a tqdm bar on a terminal; elsewhere (nohup, CI, a log file, a terminal of 0
+    columns) a log line every :data:`PROGRESS_SECONDS`, with the step, loss, samples/s and time left."""
 
-    exit_code = 130
+    def __init__(self, title: str, steps: int, first_step: int) -> None:
+        self.title, self.steps, self.first_step = title, steps, first_step
+        informative = log.isEnabledFor(logging.INFO)
+        self.bar = informative and sys.stderr.isatty() and shutil.get_terminal_size((0, 0)).columns > 0
+        self.lines = informative and not self.bar
+        self.started = self.last = time.perf_counter()
+
+    def update(self, bar: Any, step: int, loss: float, samples_per_s: float) -> None:
+        if self.bar:
+            bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{samples_per_s:.0f}")
+            return
+        now = time.perf_counter()
+        if not self.lines or now - self.last < PROGRESS_SECONDS or step == self.steps:
+            return
+        self.last = now
+        left = int((now - self.started) / max(step - self.first_step, 1) * (self.steps - step))
+        log.info("%s  step %d/%d (%d%%)  loss %.4f  %.0f samples/s  about %dm%02ds left", self.title, step,
+                 self.steps, 100 * step // self.steps, loss, samples_per_s, left // 60, left % 60)  # fmt: skip
+
+
+PROGRESS_SECONDS = 30.0
+"""How often training logs a progress line when no progress bar can be shown."""
+
+
+class TrainingInterrupted(RecplugError):
+    """Training was stopped by Ctrl-C (exit 130) or SIGTERM (exit 143) after a step; the last checkpoint holds
+    exactly that step."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class TrainingDiverged(RecplugError):
+    """The monitored validation measure is not a number."""
 
 
 class CheckpointError(RecplugError):
@@ -336,32 +415,41 @@ class CheckpointError(RecplugError):
 
 
 class StopRequest:
-    """Turns the first Ctrl-C (SIGINT) into a request to stop after the current step; a second one aborts."""
+    """Turns the first Ctrl-C (SIGINT) or SIGTERM (what schedulers and containers send) into a request to stop
+    after the current step; a second one aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.requested = False
-        self._previous: Any = None
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
 
     def _handle(self, signum: int, frame: object) -> None:
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
-        log.warning("stopping after the current step (Ctrl-C again to abort at once)")
+        self.signum = signum
+        log.warning("%s: stopping after the current step (again to abort at once)", signal.Signals(signum).name)
 
     def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
 
 
-def _monitored(summary: dict[str, float], monitor: str) -> float:
-    """The validation measure to minimise; models without validation examples fall back to -NDCG@10."""
-    loss = summary["loss/validation"]
-    if monitor == "loss" and not math.isnan(loss):
-        return loss
-    return -summary.get("validation/ndcg@10", 0.0)
+def _monitored(summary: dict[str, float], monitor: str, epoch: int) -> float:
+    """The validation measure to minimise: the loss, or -NDCG@10. Not a number is an error, never a silent
+    'no improvement' (which would keep the first epoch's weights)."""
+    value = summary["loss/validation"] if monitor == "loss" else -summary.get("validation/ndcg@10", math.nan)
+    if math.isnan(value):
+        raise TrainingDiverged(f"validation {monitor} is not a number after epoch {epoch}: training diverged "
+                               "(lower training.lr, or clip gradients with training.grad_clip)")  # fmt: skip
+    return value
 
 
 def _subsample(cases: EvalCases, limit: int, seed: int) -> EvalCases:

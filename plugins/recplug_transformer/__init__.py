@@ -28,6 +28,12 @@ from .modules import UserTowerTransformer
 
 _ge0 = attrs.validators.ge(0)
 _ge1 = attrs.validators.ge(1)
+_width = [attrs.validators.ge(1), attrs.validators.le(8192)]  # sizes beyond these are typos, not models
+
+
+def _hidden_sizes(instance: object, attribute: attrs.Attribute, value: list[int]) -> None:
+    if any(not 1 <= size <= 65536 for size in value):
+        raise ValueError(f"'{attribute.name}' sizes must be in [1, 65536], got {value}")
 _dropout = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
 
 
@@ -35,16 +41,22 @@ _dropout = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
 class TransformerOptions:
     """Defaults are the seed write-up's sizes."""
 
-    context_length: int = attrs.field(default=5, validator=_ge1, metadata={"doc": "Items of history the model sees."})
-    embedding_dim: int = attrs.field(default=32, validator=_ge1, metadata={"doc": "Movie tower width."})
-    num_layers: int = attrs.field(default=4, validator=_ge0, metadata={"doc": "Transformer blocks."})
-    num_heads: int = attrs.field(default=4, validator=_ge1, metadata={"doc": "Attention heads per block."})
+    context_length: int = attrs.field(default=5, validator=_width, metadata={"doc": "Items of history the model sees."})
+    embedding_dim: int = attrs.field(default=32, validator=_width, metadata={"doc": "Movie tower width."})
+    num_layers: int = attrs.field(
+        default=4, validator=[_ge0, attrs.validators.le(128)], metadata={"doc": "Transformer blocks."}
+    )
+    num_heads: int = attrs.field(
+        default=4, validator=[_ge1, attrs.validators.le(256)],
+        metadata={"doc": "Attention heads per block (must divide embedding_dim)."},
+    )  # fmt: skip
     user_embedding_dim: int = attrs.field(
-        default=32, validator=_ge0, metadata={"doc": "User tower width (0: no user tower)."}
+        default=32, validator=[_ge0, attrs.validators.le(8192)], metadata={"doc": "User tower width (0: no user tower)."}
     )
     interaction_hidden: list[int] = attrs.field(
-        factory=lambda: [16], metadata={"doc": "Hidden sizes of the interaction MLP (Linear+ReLU each)."}
-    )
+        factory=lambda: [16], validator=_hidden_sizes,
+        metadata={"doc": "Hidden sizes of the interaction MLP (Linear+ReLU each)."},
+    )  # fmt: skip
     join: Literal["flatten", "last"] = attrs.field(
         default="flatten",
         metadata={"doc": "'flatten' (seed): user vector joined to every position, window flattened; "
@@ -63,7 +75,9 @@ class TransformerOptions:
         metadata={"doc": "'softmax': cross-entropy over every item. 'sampled_softmax': over the target and "
                          "'negatives' shared negatives. 'gbce': generalised binary cross-entropy (gSASRec) over them."},
     )
-    negatives: int = attrs.field(default=256, validator=_ge1, metadata={"doc": "Negatives per batch (sampled losses)."})
+    negatives: int = attrs.field(
+        default=256, validator=[_ge1, attrs.validators.le(1_000_000)], metadata={"doc": "Negatives per batch (sampled losses)."}
+    )
     negative_source: Literal["uniform", "in_batch"] = attrs.field(
         default="uniform",
         metadata={"doc": "Negatives drawn uniformly from the catalogue, or from the batch's targets (by popularity)."},
@@ -119,6 +133,8 @@ class TransformerOptions:
     def __attrs_post_init__(self) -> None:
         if self.objective == "all_positions" and self.join != "last":
             raise ValueError("'join' must be 'last' when objective = 'all_positions'")
+        if self.num_layers and self.embedding_dim % self.num_heads:
+            raise ValueError(f"'num_heads' ({self.num_heads}) must divide 'embedding_dim' ({self.embedding_dim})")
 
 
 class Transformer(Model):

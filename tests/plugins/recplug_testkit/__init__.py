@@ -111,7 +111,9 @@ class Holdout(Splitter):
 
 @attrs.frozen
 class BigramOptions:
-    dim: int = attrs.field(default=8, validator=attrs.validators.ge(1), metadata={"doc": "Embedding width."})
+    dim: int = attrs.field(
+        default=8, validator=[attrs.validators.ge(1), attrs.validators.le(4096)], metadata={"doc": "Embedding width."}
+    )
 
 
 class BigramModule(torch.nn.Module):
