@@ -16,7 +16,6 @@ options and spec are JSON, rebuilt through the plugin's own attrs class.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -34,11 +33,12 @@ import attrs
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock
 
 from ._components import Recommender
 from ._data import FeatureKind, FeatureTable, Interactions
 from ._errors import RecplugError, SpecError
-from ._paths import registry_dir
+from ._paths import check_name, registry_dir
 from ._plugin_manager import PluginManager, get_plugin_manager
 from ._spec import ComponentSpec
 from ._version import __version__
@@ -46,7 +46,6 @@ from ._version import __version__
 FORMAT_VERSION = 2
 """Bumped when the layout or entry.json changes incompatibly; older formats keep loading.
 2: info.json holds typed metadata tables (``{"kinds": ..., "columns": ...}``); the entry's plugin provenance."""
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _REF = re.compile(r"^(?P<name>[^:@]+)(?::(?P<version>\d+)|@(?P<alias>[A-Za-z0-9._-]+))?$")
 
 
@@ -97,8 +96,10 @@ class ModelRegistry:
 
         ``provenance`` is :meth:`ComponentSpec.provenance <recplug._spec.ComponentSpec.provenance>`: the plugin,
         options and training options that rebuild the recommender on load."""
-        if not _NAME.match(name):
-            raise RegistryError(f"invalid model name {name!r} (letters, digits, '.', '_', '-')")
+        try:
+            check_name(name, "model name")
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
         (self.root / name).mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root / name))
         try:
@@ -136,8 +137,12 @@ class ModelRegistry:
 
     def alias(self, ref: str, alias: str) -> None:
         """Point ``alias`` of the model at the referenced version."""
-        if not _NAME.match(alias) or alias.isdigit():
-            raise RegistryError(f"invalid alias {alias!r} (letters, digits, '.', '_', '-'; not only digits)")
+        try:
+            check_name(alias, "alias")
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        if alias.isdigit():
+            raise RegistryError(f"invalid alias {alias!r}: an alias is not only digits (those are versions)")
         name, version = self.resolve(ref)
         with self._lock():
             aliases = self._aliases(name)
@@ -148,11 +153,11 @@ class ModelRegistry:
         """Delete one version (its aliases go with it)."""
         name, version = self.resolve(ref)
         with self._lock():
+            aliases = {a: v for a, v in self._aliases(name).items() if v != version}  # read while still valid
             target = self.root / name / str(version)
             trash = self.root / name / f".deleting-{version}"
             os.rename(target, trash)  # atomically invisible, then removed
             shutil.rmtree(trash)
-            aliases = {a: v for a, v in self._aliases(name).items() if v != version}
             _atomic_write_text(self.root / name / "aliases.json", json.dumps(aliases, indent=2))
 
     # -- reading ---------------------------------------------------------------------------------------------
@@ -188,7 +193,8 @@ class ModelRegistry:
             aliases = self._aliases(ref.name)
             if ref.alias not in aliases:
                 listing = ", ".join(f"{a} -> {v}" for a, v in sorted(aliases.items())) or "none"
-                raise RegistryError(f"model {ref.name!r} has no alias {ref.alias!r} (aliases: {listing})")
+                hint = f"; for version {ref.alias} write {ref.name}:{ref.alias}" if ref.alias.isdigit() else ""
+                raise RegistryError(f"model {ref.name!r} has no alias {ref.alias!r}{hint} (aliases: {listing})")
             return ref.name, aliases[ref.alias]
         if ref.version is None:
             if not versions:
@@ -205,6 +211,8 @@ class ModelRegistry:
         try:
             entry = json.loads(path.read_text())
         except FileNotFoundError:
+            if not folder.is_dir():
+                raise  # the version was deleted meanwhile: load() says so
             raise RegistryError("entry.json is missing", where=str(path)) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise RegistryError(f"entry.json is damaged ({exc})", where=str(path)) from None
@@ -221,6 +229,8 @@ class ModelRegistry:
             for file, digest in entry["files"].items():
                 target = folder / file
                 if not target.is_file():
+                    if not folder.is_dir():
+                        raise FileNotFoundError(target)  # deleted meanwhile: load() says so
                     raise RegistryError("file is missing", where=str(target))
                 if _sha256(target) != digest:
                     raise RegistryError("file was modified or truncated (sha256 mismatch); refusing to load it", where=str(target))
@@ -234,11 +244,20 @@ class ModelRegistry:
         return entry
 
     def load(self, ref: str, plugins: PluginManager | None = None) -> ServedModel:
-        """Rebuild the recommender of a version through its plugin, verified, ready to recommend."""
+        """Rebuild the recommender of a version through its plugin, verified, ready to recommend.
+
+        A load sees a whole version: one deleted while it is read is a :class:`RegistryError` saying so."""
         name, version = self.resolve(ref)
+        try:
+            return self._load(name, version, plugins or get_plugin_manager())
+        except FileNotFoundError:
+            if (self.root / name / str(version)).is_dir():
+                raise
+            raise RegistryError(f"{name}:{version} was deleted while it was being loaded") from None
+
+    def _load(self, name: str, version: int, plugins: PluginManager) -> ServedModel:
         entry = self.entry(name, version)
         folder = self.root / name / str(version)
-        plugins = plugins or get_plugin_manager()
         try:
             recommender = ComponentSpec.from_record(entry, plugins, f"{name}:{version}").build(plugins)
         except SpecError as exc:
@@ -246,9 +265,15 @@ class ModelRegistry:
         vocab = _read_vocab(folder)
         try:
             state = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
         except Exception as exc:
             raise RegistryError(f"weights refused: {type(exc).__name__}: {str(exc).splitlines()[0]}", where=str(folder / "weights.pt")) from None
-        recommender.load_state_dict(state, vocab)
+        try:
+            recommender.load_state_dict(state, vocab)
+        except (RuntimeError, KeyError, ValueError) as exc:  # shapes or names that do not fit the recorded options
+            raise RegistryError(f"the weights do not fit the recorded options: {str(exc).splitlines()[0]}",
+                                where=str(folder / "weights.pt")) from None  # fmt: skip
         return ServedModel(f"{name}:{version}", entry, recommender, vocab)
 
     # -- internals ------------------------------------------------------------------------------------------
@@ -258,18 +283,29 @@ class ModelRegistry:
         return [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
 
     def _aliases(self, name: str) -> dict[str, int]:
+        """``{alias: version}``; anything but a table of safe names to existing versions is a damaged file."""
         path = self.root / name / "aliases.json"
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        try:
+            aliases = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"aliases.json is damaged ({exc}); fix or delete it", where=str(path)) from None
+        versions = set(self._versions(name))
+        if not isinstance(aliases, dict):
+            raise RegistryError("aliases.json is damaged (not a table of alias -> version)", where=str(path))
+        for alias, version in aliases.items():
+            if not (isinstance(alias, str) and _is_safe(alias)) or type(version) is not int or version not in versions:
+                raise RegistryError(f"aliases.json is damaged: {alias!r} -> {version!r} is not an alias of an existing "
+                                    f"version ({', '.join(map(str, sorted(versions))) or 'none'})", where=str(path))  # fmt: skip
+        return aliases
 
     @contextmanager
     def _lock(self) -> Iterator[None]:
+        """Serialises writers across processes (a portable file lock: fcntl on POSIX, msvcrt on Windows)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with FileLock(self.root / ".lock"):
+            yield
 
 
 @attrs.define
@@ -339,6 +375,8 @@ def _read_vocab(folder: Path) -> Interactions:
     try:
         with np.load(folder / "vocab.npz", allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in ("user_ids", "item_ids", "offsets", "items")}
+    except FileNotFoundError:
+        raise
     except (ValueError, OSError) as exc:
         raise RegistryError(f"vocabulary refused: {exc}", where=str(folder / "vocab.npz")) from None
     info = json.loads((folder / "info.json").read_text())
@@ -351,6 +389,14 @@ def _read_vocab(folder: Path) -> Interactions:
         item_info=_metadata_table(info["items"]),
         user_info=_metadata_table(info["users"]),
     )
+
+
+def _is_safe(name: str) -> bool:
+    try:
+        check_name(name, "name")
+    except ValueError:
+        return False
+    return True
 
 
 def _metadata_table(stored: dict[str, Any] | None) -> FeatureTable | None:
