@@ -117,6 +117,18 @@ class PluginManager:
         return [c for (k, _), c in sorted(self.components.items()) if k == kind]
 
 
+def plugin_of_file(filename: str) -> str | None:
+    """The name of the loaded plugin whose package holds ``filename`` (None for recplug's own code and others)."""
+    if _default is None:
+        return None
+    path = os.path.abspath(filename)
+    for name, plugin in _default.hooks.list_name_plugin():
+        source = getattr(plugin, "__file__", None)
+        if source and path.startswith(os.path.dirname(os.path.abspath(source)) + os.sep):
+            return name
+    return None
+
+
 def _allowed_plugins() -> set[str] | None:
     value = os.environ.get("RECPLUG_PLUGINS", "").strip()
     return {part.strip() for part in value.split(",") if part.strip()} if value else None

@@ -18,7 +18,7 @@ from . import _distributed as distributed
 from ._components import Recommender, RunContext
 from ._data import Interactions
 from ._devices import resolve_device
-from ._errors import SpecError
+from ._errors import DataError, SpecError
 from ._evaluation import EvaluationOptions, evaluate, resolve_metrics, training_popularity
 from ._metric import Metric
 from ._plugin_manager import PluginManager
@@ -68,6 +68,37 @@ def new_run_dir(spec: ExperimentSpec) -> Path:
     return path
 
 
+def read_recorded_spec(run_dir: Path) -> dict[str, Any]:
+    """The resolved spec a run directory recorded (what ``--resume`` continues)."""
+    saved = run_dir / "spec.json"
+    if not saved.is_file():
+        raise SpecError("not a run directory (no spec.json inside)", where=str(run_dir))
+    try:
+        data = json.loads(saved.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SpecError(f"spec.json is damaged ({exc}); the run cannot be resumed", where=str(saved)) from None
+    if not isinstance(data, dict):
+        raise SpecError("spec.json is damaged (not a table); the run cannot be resumed", where=str(saved))
+    return data
+
+
+def check_output_place(spec: ExperimentSpec, run_dir: Path | None, overwrite: bool = False) -> None:
+    """Refuse, before any work, a run directory that cannot be written or that holds another run's work."""
+    output_dir = Path(spec.experiment.output_dir)
+    if run_dir is None and output_dir.exists() and not output_dir.is_dir():
+        raise SpecError(f"{str(output_dir)!r} is a file, not a folder", where="experiment.output_dir")
+    if run_dir is None or not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise SpecError(f"{str(run_dir)!r} is a file, not a folder", where="--out")
+    if overwrite or not any(run_dir.iterdir()):
+        return
+    state = "a finished run" if (run_dir / "results.json").exists() else "an unfinished run" if (
+        run_dir / "spec.json").exists() else "files"  # fmt: skip
+    hint = f"continue it with: recplug run --resume {run_dir}" if state == "an unfinished run" else "choose another --out"
+    raise SpecError(f"{str(run_dir)!r} already holds {state}; {hint}, or pass --overwrite to replace it", where="--out")
+
+
 def run_experiment(
     spec: ExperimentSpec, plugins: PluginManager, run_dir: Path | None = None, resume: bool = False
 ) -> RunResult:
@@ -76,6 +107,7 @@ def run_experiment(
     device = str(resolve_device(spec.experiment.device))
     seed_everything(seed)
     data = load_dataset(spec, plugins, RunContext(seed=seed, device=device))
+    splits = [make_split(s, data, plugins, RunContext(seed=seed, device=device)) for s in spec.splits]
 
     main = distributed.is_main()  # under torchrun, only rank 0 writes; every rank trains
     run_dir = distributed.broadcast(Path(run_dir) if run_dir else new_run_dir(spec) if main else None)
@@ -87,8 +119,7 @@ def run_experiment(
     metrics = resolve_metrics(spec.evaluation.metrics, plugins)
 
     fitted: list[FittedRecommender] = []
-    for split_spec in spec.splits:
-        split = make_split(split_spec, data, plugins, context)
+    for split_spec, split in zip(spec.splits, splits):
         for rec_spec in spec.recommenders:
             seed_everything(seed)
             recommender = rec_spec.build(plugins)
@@ -122,9 +153,13 @@ def load_dataset(spec: ExperimentSpec, plugins: PluginManager, context: RunConte
 
 
 def make_split(split_spec: ComponentSpec, data: Interactions, plugins: PluginManager, context: RunContext) -> Split:
-    """One protocol's split of ``data``."""
+    """One protocol's split of ``data``; a split without test cases is an error (its metrics would be NaN)."""
     split = split_spec.build(plugins).split(data, context)
     log.info("split %s: %d validation and %d test cases", split_spec.label, len(split.validation), len(split.test))
+    if len(split.test) == 0:
+        raise DataError(f"no user has a test case under this protocol ({data.n_users} users, "
+                        f"{data.n_interactions} interactions): the data is too small or too short for it",
+                        where=f"splits.{split_spec.label}")  # fmt: skip
     return split
 
 
@@ -156,17 +191,17 @@ def result_rows(split: Split, label: str, plugin: str, kind: str, values: dict[s
 def register_models(
     spec: ExperimentSpec, plugins: PluginManager, data: Interactions, fitted: list[FittedRecommender], results: dict
 ) -> list[str]:
-    """Register every trained model; returns the ``name:version`` references."""
+    """Register every fitted recommender that can be saved (models, and baselines with a ``state_dict``, which
+    then serve like models, e.g. as the fallback for new users); returns the ``name:version`` references."""
     from ._model_registry import ModelRegistry
 
     registry = ModelRegistry(spec.experiment.registry)
     references = []
     for f in fitted:
-        if f.spec.kind != "model":
+        if type(f.recommender).state_dict is Recommender.state_dict:
+            log.info("%s is not registered: its plugin cannot save it (no state_dict)", f.spec.label)
             continue
-        name = f.spec.register_as or f"{spec.experiment.name}-{f.spec.label}"
-        if len(spec.splits) > 1:
-            name = f"{name}-{f.split.name}"
+        name = spec.registered_name(f.spec, f.split.name)
         version = registry.register(
             name,
             f.recommender,

@@ -9,10 +9,14 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import _distributed as distributed
 from ._errors import RecplugError, SpecError
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from importlib.abc import Traversable
 
 EPILOG_RUN = """\
 examples:
@@ -49,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", metavar="KEY.PATH=VALUE", action="append", default=[],
                      help="override a spec value (repeatable)")
     run.add_argument("--resume", metavar="RUN_DIR", help="resume an interrupted run from its directory")
+    run.add_argument("--overwrite", action="store_true",
+                     help="let --out name a folder that already holds a run (its files are replaced)")
     run.set_defaults(handler=cmd_run)
 
     plugins = commands.add_parser(
@@ -67,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="every version: name, version, aliases, created, headline metrics")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
-    show = actions.add_parser("show", help="everything recorded for one version")
+    show = actions.add_parser("show", help="a model card of one version (--json: everything recorded)")
     show.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    show.add_argument("--json", action="store_true", help="the whole registry entry as JSON")
     alias = actions.add_parser("alias", help="point an alias (e.g. production) at a version")
     alias.add_argument("ref", metavar="NAME:VERSION")
     alias.add_argument("alias", metavar="ALIAS")
@@ -111,27 +118,38 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override the recorded spec (e.g. dataset.movielens.data_dir=...)")
     evaluate.add_argument("--registry", metavar="DIR", help="registry folder")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    examples = commands.add_parser(
+        "examples", help="list the example specs installed with recplug, or copy one out",
+        description="The example specs ship with recplug: list them, or copy one into a folder to run or edit.",
+        epilog="examples:\n  recplug examples\n  recplug examples popularity --out .\n  recplug run popularity.toml",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    examples.add_argument("name", nargs="?", help="the example to copy (e.g. popularity or popularity.toml)")
+    examples.add_argument("--out", metavar="DIR", default=".", help="folder to copy it into (default: here)")
+    examples.set_defaults(handler=cmd_examples)
     return parser
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from ._plugin_manager import get_plugin_manager
-    from ._runner import run_experiment
+    from ._runner import check_output_place, read_recorded_spec, run_experiment
     from ._spec import apply_overrides, parse_spec, read_toml
 
     plugins = get_plugin_manager()
+    if args.resume and (args.spec or args.out):
+        raise SpecError("--resume continues a run with the spec it recorded: give a spec file (and --out) or "
+                        "--resume RUN_DIR, not both", where="run")  # fmt: skip
     if args.resume:
         run_dir: Path | None = Path(args.resume)
-        saved = Path(args.resume) / "spec.json"
-        if not saved.is_file():
-            raise SpecError("not a run directory (no spec.json inside)", where=args.resume)
-        data = json.loads(saved.read_text())
+        data = read_recorded_spec(Path(args.resume))
     elif args.spec:
         run_dir = Path(args.out) if args.out else None
         data = read_toml(args.spec)
     else:
         raise SpecError("give a spec file (recplug run SPEC.toml) or --resume RUN_DIR")
-    spec = parse_spec(apply_overrides(data, args.overrides), plugins)
+    spec = parse_spec(apply_overrides(data, args.overrides), plugins, Path(args.spec).resolve().parent if args.spec else None)
+    check_output_place(spec, run_dir if not args.resume else None, overwrite=args.overwrite)
     distributed.setup()  # a no-op unless started by torchrun with several processes
     try:
         result = run_experiment(spec, plugins, run_dir=run_dir, resume=bool(args.resume))
@@ -180,7 +198,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             print(f"{r['name']:<32} {r['version']:>3}  {','.join(r['aliases']) or '-':<14} {r['created']:<25} "
                   f"{r['split'] or '-':<14} {head}")  # fmt: skip
     elif args.action == "show":
-        print(json.dumps(registry.show(args.ref), indent=2))
+        entry = registry.show(args.ref)
+        print(json.dumps(entry, indent=2) if args.json else model_card(entry))
     elif args.action == "alias":
         registry.alias(args.ref, args.alias)
         name, version = registry.resolve(args.ref)
@@ -190,6 +209,27 @@ def cmd_models(args: argparse.Namespace) -> int:
         registry.delete(args.ref)
         print(f"deleted {name}:{version}")
     return 0
+
+
+def model_card(entry: dict) -> str:
+    """A registry entry as a readable card: what it is, what it was trained on, how it measured."""
+    plugin, data, protocol = entry["plugin"], entry.get("data", {}), entry.get("protocol", {})
+    lines = [
+        f"{entry['name']}:{entry['version']}" + (f"  (aliases: {', '.join(entry['aliases'])})" if entry["aliases"] else ""),
+        f"  {plugin['kind']:<9} {plugin['name']} from {plugin['distribution']} {plugin['version']}",
+        f"  data      {data.get('dataset', '?')}: {data.get('users', '?')} users, {data.get('items', '?')} items, "
+        f"{data.get('interactions', '?')} interactions (sha256 {str(data.get('fingerprint_sha256', ''))[:12]})",
+        f"  protocol  {protocol.get('splitter', '?')}, {protocol.get('test_cases', '?')} test cases, "
+        f"{protocol.get('candidates', '?')}, seen items {'excluded' if protocol.get('seen_items_excluded') else 'kept'}",
+    ]
+    for metric, by_k in entry.get("metrics", {}).items():
+        lines.append(f"  {metric:<9} " + "  ".join(f"@{k} {v:.4f}" for k, v in by_k.items()))
+    if entry.get("training"):
+        t = entry["training"]
+        lines.append(f"  training  {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']}, {t['schedule']} schedule")
+    lines += [f"  created   {entry['created']} with recplug {entry['versions']['recplug']}, torch {entry['versions']['torch']}",
+              f"  path      {entry['path']}"]  # fmt: skip
+    return "\n".join(lines)
 
 
 def _parse_user_features(pairs: list[str]) -> dict[str, str] | None:
@@ -214,6 +254,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     except ValueError:
         raise SpecError(f"--history takes comma-separated integer ids, got {args.history!r}", where="recommend") from None
     features = _parse_user_features(args.user_feature)
+    if args.posters and not Path(args.posters).is_dir():
+        raise SpecError(f"--posters {args.posters!r} is not a folder", where="recommend")
+    if args.report and (Path(args.report).is_dir() or not Path(args.report).resolve().parent.is_dir()):
+        raise SpecError(f"--report {args.report!r} must be a file in an existing folder", where="recommend")
     served = ModelRegistry(args.registry).load(args.ref)
     items = served.recommend(user_id=args.user, history=history, k=args.k, user_features=features)
     raw_history = history if history is not None else served.history(args.user)
@@ -255,12 +299,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _example_specs() -> Traversable:
+    """The example specs: the wheel's data package ``recplug.example_specs``, else (an editable install,
+    whose finder cannot map a sub-package) the checkout's ``examples/`` folder."""
+    from importlib.resources import files
+
+    try:
+        return files("recplug.example_specs")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "examples"
+
+
+def cmd_examples(args: argparse.Namespace) -> int:
+    specs = {f.name: f for f in _example_specs().iterdir() if f.name.endswith(".toml")}
+    if not args.name:
+        for name, spec in sorted(specs.items()):
+            summary = next((line.lstrip("# ").strip() for line in spec.read_text().splitlines() if line.startswith("#")), "")
+            print(f"{name:<34} {summary}")
+        return 0
+    name = args.name if args.name.endswith(".toml") else f"{args.name}.toml"
+    if name not in specs:
+        from ._config import unknown_name_message
+
+        raise SpecError(unknown_name_message("example", name, list(specs)), where="examples")
+    target = Path(args.out) / name
+    if target.exists():
+        raise SpecError(f"{target} already exists; choose another --out", where="examples")
+    if not Path(args.out).is_dir():
+        raise SpecError(f"--out {args.out!r} is not a folder", where="examples")
+    target.write_text(specs[name].read_text())
+    print(f"copied {name} to {target}; run it with: recplug run {target}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet = args.quiet or int(os.environ.get("RANK", "0")) > 0  # under torchrun only rank 0 reports progress
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="[recplug] %(message)s", stream=sys.stderr)
-    warnings.formatwarning = lambda message, *_args, **_kw: f"recplug: warning: {message}\n"
+    warnings.formatwarning = _format_warning
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
@@ -272,6 +349,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("recplug: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (recplug models show ... | head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes
+        return 141
+
+
+def _format_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                    line: str | None = None) -> str:  # fmt: skip
+    """``recplug: warning: [plugin NAME] ...`` for a warning raised in a plugin's code, naming the plugin."""
+    from ._plugin_manager import plugin_of_file
+
+    plugin = plugin_of_file(filename)
+    return f"recplug: warning: {f'[plugin {plugin}] ' if plugin else ''}{message}\n"
 
 
 if __name__ == "__main__":  # pragma: no cover
