@@ -256,13 +256,15 @@ def build_interactions(
 
 
 def tokenize(vocab: np.ndarray, raw: np.ndarray, what: str) -> np.ndarray:
-    """Map raw ids to their index in the sorted ``vocab`` (a lookup table when ids are small)."""
+    """Map raw ids (integers or strings) to their index in the sorted ``vocab`` (a lookup table when the ids are
+    small non-negative integers, else a binary search)."""
     from ._errors import DataError
 
     if len(raw) == 0:
         return np.zeros(0, dtype=np.int64)
-    low, high = int(raw.min()), int(raw.max())
-    if 0 <= low and high < 50_000_000 and len(vocab) and vocab[0] >= 0:
+    integers = np.issubdtype(raw.dtype, np.integer) and np.issubdtype(vocab.dtype, np.integer)
+    low, high = (int(raw.min()), int(raw.max())) if integers else (-1, -1)
+    if integers and 0 <= low and high < 50_000_000 and len(vocab) and vocab[0] >= 0:
         table = np.full(max(high, int(vocab[-1])) + 1, -1, dtype=np.int64)
         table[vocab] = np.arange(len(vocab))
         tokens = table[raw]

@@ -33,8 +33,10 @@ class MovieLensOptions:
     data_dir: str | None = attrs.field(
         default=None,
         metadata={
-            "doc": "Folder holding the release's files (or a folder with a sub-folder named after the variant). "
-            "Default: $RECPLUG_DATA_DIR, else the recplug cache, downloading the release there."
+            "doc": "Folder holding the release's files (or a folder with a sub-folder named after the variant); "
+            "relative to the spec's folder. Default: $RECPLUG_DATA_DIR, else the recplug cache, downloading the "
+            "release there.",
+            "path": True,
         },
     )
     download: bool = attrs.field(default=True, metadata={"doc": "Download into the cache when no copy is found."})

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -105,8 +106,8 @@ def _well_formed(frame: pd.DataFrame, raw: bytes, sep: str, header: bool) -> boo
     (pandas skips blank lines, rejects lines with too many fields and fills short lines
     with missing values, which turn a column non-integer.)
     """
-    numeric = all(pd.api.types.is_integer_dtype(frame[c]) for c in (0, 1, 3))
-    if not (numeric and pd.api.types.is_numeric_dtype(frame[2]) and not frame[2].isna().any()):
+    numeric = all(frame[c].dtype == np.int64 for c in (0, 1, 3))  # uint64 or object: an id beyond int64
+    if not (numeric and pd.api.types.is_numeric_dtype(frame[2]) and np.isfinite(frame[2].to_numpy(np.float64)).all()):
         return False
     separators = raw.count(b":") // 2 if sep == "::" else raw.count(sep.encode())
     return separators == 3 * (len(frame) + int(header))
@@ -124,9 +125,15 @@ def _raise_first_bad_line(path: Path, raw: bytes, sep: str, header: bool) -> Non
         else:
             for name, value, kind in zip(RATING_FIELDS.split(", "), fields, (int, int, float, int)):
                 try:
-                    kind(value)
+                    parsed = kind(value)
                 except ValueError:
                     problem = f"{name} is not a number: {value!r}"
+                    break
+                if kind is float and not math.isfinite(parsed):
+                    problem = f"{name} is not a finite number: {value!r}"
+                    break
+                if kind is int and not -(2**63) <= parsed < 2**63:
+                    problem = f"{name} {value.strip()} is beyond the 64-bit integer range"
                     break
         if problem:
             raise DataError(f"malformed rating line: {problem} (line: {line[:80]!r})", where=f"{path}:{number}")
