@@ -28,7 +28,7 @@ def test_run_writes_results_and_prints_tables(spec: Path, tmp_path: Path) -> Non
     assert protocol["candidates"] == "all items (full ranking)" and protocol["seen_items_excluded"] is True
     assert protocol["evaluated_on"] == "test cases" and protocol["ks"] == [1, 5] and protocol["test_cases"] == 30
     assert results["data"]["interactions"] > 0 and len(results["data"]["fingerprint_sha256"]) == 64
-    assert results["seed"] == 3 and results["registered"] == ["tiny-bigram:1"]
+    assert results["seed"] == 3 and results["registered"] == ["tiny-counts:1", "tiny-bigram:1", "tiny-counts-again:1"]
     resolved = json.loads((out / "spec.json").read_text())
     assert resolved["recommenders"]["counts-again"]["use"] == "counts"
     assert (out / "results.md").read_text().count("| counts | 5 |") == 1

@@ -28,11 +28,17 @@ def trained(tmp_path: Path, toy_plugins):
     return result, tmp_path / "registry"
 
 
-def test_run_registers_trained_models(trained) -> None:
+def test_run_registers_models_and_baselines(trained) -> None:
     result, root = trained
-    assert result.results["registered"] == ["tiny-bigram:1"]  # baselines are not registered
+    assert result.results["registered"] == ["tiny-counts:1", "tiny-bigram:1"]
     rows = ModelRegistry(root).list_versions()
-    assert [(r["name"], r["version"], r["plugin"]) for r in rows] == [("tiny-bigram", 1, "bigram")]
+    assert [(r["name"], r["version"], r["plugin"]) for r in rows] == [("tiny-bigram", 1, "bigram"),
+                                                                     ("tiny-counts", 1, "counts")]  # fmt: skip
+    baseline = ModelRegistry(root).load("tiny-counts")  # a registered baseline serves like a model
+    counts = result.fitted[0].recommender.counts.clone()
+    counts[0] = -1  # raw id 5 is item token 0: in the history, so never recommended
+    expected = [int(result.data.item_ids[t]) for t in torch.topk(counts, 3).indices]
+    assert [r["item_id"] for r in baseline.recommend(history=[5], k=3)] == expected
     entry = ModelRegistry(root).show("tiny-bigram")
     assert entry["plugin"] == {"kind": "model", "name": "bigram", "distribution": "recplug-testkit", "version": "1.0.0"}
     assert entry["options"] == {"dim": 8} and entry["training"]["epochs"] == 3
@@ -80,10 +86,10 @@ def test_versions_aliases_and_unknown_references(trained) -> None:
         models.resolve("tiny-bigram@staging")
     with pytest.raises(RegistryError, match=r"no version 7 \(versions: 1, 2\)"):
         models.resolve("tiny-bigram:7")
-    with pytest.raises(RegistryError, match=r"no model named 'nope' .* \(models: tiny-bigram\)"):
+    with pytest.raises(RegistryError, match=r"no model named 'nope' .* \(models: tiny-bigram, tiny-counts\)"):
         models.resolve("nope")
     models.delete("tiny-bigram:1")
-    assert [r["version"] for r in models.list_versions()] == [2]
+    assert [r["version"] for r in models.list_versions() if r["name"] == "tiny-bigram"] == [2]
     with pytest.raises(RegistryError, match="aliases: none"):
         models.resolve("tiny-bigram@production")
 
@@ -173,7 +179,7 @@ def test_cli_models_and_recommend(trained, tmp_path: Path) -> None:
     assert listed.returncode == 0 and "tiny-bigram" in listed.stdout
     aliased = run_cli("models", "alias", "tiny-bigram:1", "production", env=env)
     assert aliased.returncode == 0 and "tiny-bigram@production -> tiny-bigram:1" in aliased.stdout
-    shown = json.loads(run_cli("models", "show", "tiny-bigram@production", env=env).stdout)
+    shown = json.loads(run_cli("models", "show", "tiny-bigram@production", "--json", env=env).stdout)
     assert shown["aliases"] == ["production"]
     report = tmp_path / "report.html"
     rec = run_cli("recommend", "tiny-bigram@production", "--user", "3", "-k", "4", "--format", "json",

@@ -119,11 +119,14 @@ def test_resume_from_the_command_line(tmp_path: Path) -> None:
     assert "Traceback" not in broken.stderr
 
 
-def test_models_without_validation_examples_monitor_ndcg() -> None:
-    summary = {"loss/validation": float("nan"), "validation/ndcg@10": 0.25}
-    assert _monitored(summary, "loss") == -0.25  # not NaN, which would never count as an improvement
-    assert _monitored({**summary, "loss/validation": 1.5}, "loss") == 1.5
-    assert _monitored({**summary, "loss/validation": 1.5}, "ndcg@10") == -0.25
+def test_the_monitored_measure_is_minimised_and_never_nan() -> None:
+    from recplug._training import TrainingDiverged
+
+    summary = {"loss/validation": 1.5, "validation/ndcg@10": 0.25}
+    assert _monitored(summary, "loss", 1) == 1.5
+    assert _monitored(summary, "ndcg@10", 1) == -0.25
+    with pytest.raises(TrainingDiverged, match="validation loss is not a number after epoch 3"):
+        _monitored({**summary, "loss/validation": float("nan")}, "loss", 3)  # NaN never improves: say so
 
 
 def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
@@ -131,6 +134,7 @@ def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
 ) -> None:
     # warm-up and cosine decay: the schedule's position is part of what resumes
     data = toy_spec(registry=tmp_path / "registry", training={"batch_size": 8, "schedule": "cosine", "warmup_steps": 20})
+    data["recommenders"] = {"counts": {}, "bigram": data["recommenders"]["bigram"]}
     full = run_experiment(parse_spec(data, toy_plugins), toy_plugins, run_dir=tmp_path / "full")
 
     calls = {"n": 0}
@@ -148,9 +152,23 @@ def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
     assert info.value.exit_code == 130 and f"recplug run --resume {tmp_path / 'part'}" in info.value.message
     payload = torch.load(tmp_path / "part" / MODEL_DIR / "checkpoints" / "last.pt", weights_only=True)
     assert payload["state"]["step_in_epoch"] > 0  # mid-epoch, exactly where it stopped
-    assert [r["version"] for r in ModelRegistry(tmp_path / "registry").list_versions()] == [1]  # only the full run's
+    assert [(r["name"], r["version"]) for r in ModelRegistry(tmp_path / "registry").list_versions()] == [
+        ("toy-bigram", 1), ("toy-counts", 1)]  # only the full run's
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
 
     monkeypatch.setattr(Bigram, "loss", original)
     resumed = run_experiment(parse_spec(data, toy_plugins), toy_plugins, run_dir=tmp_path / "part", resume=True)
     assert metrics_of(resumed) == metrics_of(full)
+
+
+def test_progress_lines_when_no_bar_can_be_shown(toy_plugins, tmp_path: Path, monkeypatch, caplog) -> None:
+    """Under nohup, CI or a log file, a line at a steady interval (here: every step) says where training is."""
+    import logging
+
+    import recplug._training as training
+
+    monkeypatch.setattr(training, "PROGRESS_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="recplug"):
+        run(toy_plugins, tmp_path / "run", epochs=1)
+    lines = [r.getMessage() for r in caplog.records if "samples/s  about" in r.getMessage()]
+    assert lines and lines[0].startswith("epoch 1/1  step 1/") and "loss " in lines[0] and "left" in lines[-1]
