@@ -29,8 +29,21 @@ class GRU4RecModule(nn.Module):
         self.output = nn.Linear(options.hidden_dim, n_items)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
-        """Hidden state after every position ``[B, L, H]``."""
-        return self.gru(self.dropout(self.embedding(items)))[0]
+        """Hidden state after every position ``[B, L, H]`` of left-padded ``items``.
+
+        Padding never reaches the GRU: each row is moved to the left, run as a packed sequence of its real
+        length, and moved back (a GRU stepping over padding would change its state, even with zero inputs).
+        """
+        length = items.shape[1]
+        real = (items != self.embedding.padding_idx).sum(1)
+        shift = (length - real)[:, None]
+        steps = torch.arange(length, device=items.device)[None, :]
+        left_aligned = items.gather(1, (steps + shift) % length)
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(self.embedding(left_aligned)), real.clamp(min=1).cpu(),
+                                                   batch_first=True, enforce_sorted=False)  # fmt: skip
+        hidden, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=length)
+        back = ((steps - shift) % length)[:, :, None].expand(-1, -1, hidden.shape[2])
+        return hidden.gather(1, back)
 
 
 class GRU4Rec(Model):
