@@ -1,10 +1,9 @@
-"""ML-1M load + tokenise + time-ordered sequences, against pandas' python-engine read of ratings.dat alone.
-
-Run: ``python -m pytest benchmarks --benchmark-enable`` (CI runs them once each, as a smoke test).
-"""
+"""ML-1M load + tokenise + time-ordered sequences, against pandas' python-engine read of ratings.dat alone, and the
+second load from the fingerprint cache against the first. Ratios measured in one run, asserted on every run."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,24 @@ import pytest
 from recplug._components import RunContext
 from recplug_movielens import MovieLens, MovieLensOptions
 
-MAX_RATIO = 1 / 20
+MAX_RATIO = 1 / 20  # recplug's whole load against pandas' python engine reading the file alone
+MAX_CACHED_RATIO = 1 / 2  # the cached load against parsing
 _min_seconds: dict[str, float] = {}
+
+
+def recplug_parse_seconds(real_ml1m: Path) -> float:
+    """The fastest uncached load, from test_recplug_load_tokenise_sequences or (run alone) measured here."""
+    if "recplug" not in _min_seconds:
+        dataset = MovieLens(MovieLensOptions(data_dir=str(real_ml1m), cache=False))
+        times = []
+        for _ in range(4):
+            started = time.perf_counter()
+            dataset.load(RunContext())
+            times.append(time.perf_counter() - started)
+        _min_seconds["recplug"] = min(times[1:])
+    return _min_seconds["recplug"]
+
+pytestmark = pytest.mark.realdata
 
 
 @pytest.mark.benchmark(group="ml1m-load")
@@ -23,8 +38,7 @@ def test_recplug_load_tokenise_sequences(benchmark, real_ml1m: Path) -> None:
     dataset = MovieLens(MovieLensOptions(data_dir=str(real_ml1m), cache=False))  # parse every time
     data = benchmark.pedantic(dataset.load, args=(RunContext(),), rounds=10, warmup_rounds=1)
     assert data.n_interactions == 1_000_209 and data.n_users == 6_040
-    if benchmark.enabled:
-        _min_seconds["recplug"] = benchmark.stats.stats.min
+    _min_seconds["recplug"] = benchmark.stats.stats.min
 
 
 @pytest.mark.benchmark(group="ml1m-load")
@@ -32,12 +46,11 @@ def test_pandas_python_engine_read_only(benchmark, real_ml1m: Path) -> None:
     read = lambda: pd.read_csv(real_ml1m / "ratings.dat", sep="::", engine="python", header=None)  # noqa: E731
     frame = benchmark.pedantic(read, rounds=3)
     assert len(frame) == 1_000_209
-    if benchmark.enabled and "recplug" in _min_seconds:
-        ratio = _min_seconds["recplug"] / benchmark.stats.stats.min
-        benchmark.extra_info["recplug_over_pandas"] = ratio
-        print(f"\nrecplug load {_min_seconds['recplug']:.3f}s vs pandas python engine {benchmark.stats.stats.min:.3f}s: "
-              f"ratio {ratio:.4f} (target <= {MAX_RATIO})")  # fmt: skip
-        assert ratio <= MAX_RATIO
+    ratio = recplug_parse_seconds(real_ml1m) / benchmark.stats.stats.min
+    benchmark.extra_info["recplug_over_pandas"] = ratio
+    print(f"\nrecplug load {recplug_parse_seconds(real_ml1m):.3f}s vs pandas python engine {benchmark.stats.stats.min:.3f}s: "
+          f"ratio {ratio:.4f} (target <= {MAX_RATIO})")  # fmt: skip
+    assert ratio <= MAX_RATIO
 
 
 @pytest.mark.benchmark(group="ml1m-load-cached")
@@ -47,6 +60,6 @@ def test_second_load_from_the_fingerprint_cache(benchmark, real_ml1m: Path) -> N
     data = benchmark.pedantic(dataset.load, args=(RunContext(),), rounds=10)
     assert data.fingerprint == first.fingerprint and np.array_equal(data.items, first.items)
     assert isinstance(data.items, np.memmap)
-    if benchmark.enabled:
-        print(f"\ncached ML-1M load: {benchmark.stats.stats.min:.4f}s (target <= 0.1s)")
-        assert benchmark.stats.stats.min <= 0.1
+    ratio = benchmark.stats.stats.min / recplug_parse_seconds(real_ml1m)
+    print(f"\ncached ML-1M load: {benchmark.stats.stats.min:.4f}s, {ratio:.2f} of parsing (target <= {MAX_CACHED_RATIO})")
+    assert ratio <= MAX_CACHED_RATIO

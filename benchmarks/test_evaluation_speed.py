@@ -1,8 +1,11 @@
-"""Full-ranking evaluation of all 6,040 ML-1M users (scores, exclusion, top-k, metrics) with the default model,
-against the obvious alternative: a per-user loop with sklearn.metrics.ndcg_score."""
+"""Full-ranking evaluation (scores, exclusion, top-k, metrics) against the obvious alternative: a per-user loop
+with sklearn.metrics.ndcg_score. Both run on the same cases in one session; the ratio and the NDCG agreement are
+asserted on every run (CI included). ``RECPLUG_BENCH_CASES=6040`` times every ML-1M test user."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,11 +16,16 @@ from sklearn.metrics import ndcg_score
 from recplug._components import RunContext
 from recplug._evaluation import EvaluationOptions, evaluate, resolve_metrics
 from recplug._split import gather_histories
+from recplug.api import get_plugin_manager
 from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 from recplug_transformer import Transformer, TransformerOptions
 
-_min_seconds: dict[str, float] = {}
+pytestmark = pytest.mark.realdata
+
+MIN_SPEEDUP = 20.0
+CASES = int(os.environ.get("RECPLUG_BENCH_CASES", "600"))
+_measured: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
@@ -28,28 +36,30 @@ def setup(real_ml1m: Path):
     model = Transformer(TransformerOptions())  # the default model: the seed's sizes
     model.prepare(data)
     model.module.eval()
-    return data, split, model
+    return data, split.test.subset(np.arange(min(CASES, len(split.test)))), model
 
 
-@pytest.mark.benchmark(group="evaluation-6040-users")
+@pytest.mark.benchmark(group="evaluation")
 def test_recplug_full_ranking_evaluation(benchmark, setup, plugins) -> None:
-    data, split, model = setup
+    data, cases, model = setup
     metrics = resolve_metrics(["mrr", "map", "ndcg", "hit_rate"], plugins)
     options = EvaluationOptions(ks=[3, 5, 10], batch_size=2048)
-    values = benchmark.pedantic(evaluate, args=(model, data, split.test, metrics, options), rounds=5, warmup_rounds=1)
-    assert 0.0 <= values["ndcg"][10] <= 1.0
-    if benchmark.enabled:
-        _min_seconds["recplug"] = benchmark.stats.stats.min
-        print(f"\nrecplug: 6,040 users evaluated in {benchmark.stats.stats.min:.3f}s (target <= 1s)")
-        assert benchmark.stats.stats.min <= 1.0
+    values = benchmark.pedantic(evaluate, args=(model, data, cases, metrics, options), rounds=5, warmup_rounds=1)
+    _measured["seconds"], _measured["ndcg@10"] = benchmark.stats.stats.min, values["ndcg"][10]
+    print(f"\nrecplug: {len(cases)} users evaluated in {benchmark.stats.stats.min:.3f}s")
 
 
-@pytest.mark.benchmark(group="evaluation-6040-users")
+@pytest.mark.benchmark(group="evaluation")
 def test_per_user_loop_with_sklearn(benchmark, setup) -> None:
-    data, split, model = setup
-    if not benchmark.enabled:
-        pytest.skip("the slow alternative only runs when benchmarks are enabled")
-    cases = split.test
+    data, cases, model = setup
+    if not _measured:  # run alone: measure recplug's side here
+        metrics = {"ndcg": get_plugin_manager().get("metric", "ndcg").cls(None)}
+        times = []
+        for _ in range(4):
+            started = time.perf_counter()
+            values = evaluate(model, data, cases, metrics, EvaluationOptions(ks=[10], batch_size=2048))
+            times.append(time.perf_counter() - started)
+        _measured["seconds"], _measured["ndcg@10"] = min(times[1:]), values["ndcg"][10]
 
     @torch.no_grad()
     def loop() -> float:
@@ -63,8 +73,9 @@ def test_per_user_loop_with_sklearn(benchmark, setup) -> None:
             total += ndcg_score(truth, np.nan_to_num(scores[None], neginf=-1e9), k=10)
         return total / len(cases)
 
-    benchmark.pedantic(loop, rounds=1)
-    if "recplug" in _min_seconds:
-        ratio = benchmark.stats.stats.min / _min_seconds["recplug"]
-        benchmark.extra_info["speedup"] = ratio
-        print(f"\nper-user sklearn loop {benchmark.stats.stats.min:.2f}s: recplug is {ratio:.0f}x faster")
+    ndcg = benchmark.pedantic(loop, rounds=1)
+    speedup = benchmark.stats.stats.min / _measured["seconds"]
+    benchmark.extra_info["speedup"] = speedup
+    print(f"\nper-user sklearn loop {benchmark.stats.stats.min:.2f}s: recplug is {speedup:.0f}x faster")
+    assert ndcg == pytest.approx(_measured["ndcg@10"], abs=1e-9)  # the same number, computed independently
+    assert speedup >= MIN_SPEEDUP

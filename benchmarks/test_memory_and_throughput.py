@@ -16,6 +16,8 @@ from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 from recplug_transformer import Transformer, TransformerOptions
 
+pytestmark = pytest.mark.realdata
+
 
 @pytest.fixture(scope="module")
 def ml1m(real_ml1m: Path):
@@ -27,9 +29,15 @@ def flat_bytes(data) -> int:
     return sum(a.nbytes for a in (data.offsets, data.items, data.ratings, data.timestamps))
 
 
+MAX_PEAK = {"windows": 1.0, "chunks": 0.5}
+"""Peak memory of building and iterating every context-200 example, as a share of the flat interaction arrays
+(docs/results.rst quotes the measured figures)."""
+
+
 @pytest.mark.parametrize("source", ["windows", "chunks"])
 def test_context_200_window_views_peak_memory(ml1m, source: str) -> None:
-    """Building and iterating every training example with context 200 peaks below 2x the flat arrays."""
+    """Examples are views: every training example with context 200 is built and iterated within a bounded share
+    of the flat arrays (never a copy of the windows)."""
     data, split = ml1m
     tracemalloc.start()
     examples = WindowExamples(data, split.train.target_positions, 200) if source == "windows" else SequenceChunks(split.train, 200)
@@ -39,7 +47,7 @@ def test_context_200_window_views_peak_memory(ml1m, source: str) -> None:
     tracemalloc.stop()
     print(f"\n{source}: {len(examples)} examples of context 200, peak {peak / 2**20:.1f} MiB "
           f"vs flat arrays {flat_bytes(data) / 2**20:.1f} MiB")  # fmt: skip
-    assert peak <= 2 * flat_bytes(data)
+    assert peak <= MAX_PEAK[source] * flat_bytes(data)
 
 
 @pytest.mark.benchmark(group="throughput")

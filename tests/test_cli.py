@@ -86,3 +86,14 @@ def test_plugins_lists_every_kind() -> None:
         ("dataset", "toy"), ("splitter", "holdout"), ("model", "bigram"), ("baseline", "counts"), ("metric", "hits")]}
     listed = json.loads(run_cli("plugins", "--json", env=TESTKIT_ENV).stdout)
     assert len(listed["components"]) == 5 and listed["failures"] == []
+
+
+def test_examples_are_listed_and_copied_out(tmp_path: Path) -> None:
+    listed = run_cli("examples")
+    assert listed.returncode == 0 and "popularity.toml" in listed.stdout and "ml1m-loo-fast.toml" in listed.stdout
+    copied = run_cli("examples", "popularity", "--out", str(tmp_path))
+    assert copied.returncode == 0 and (tmp_path / "popularity.toml").read_text().startswith("# Popularity baselines")
+    again = run_cli("examples", "popularity", "--out", str(tmp_path))
+    assert again.returncode == 2 and "already exists" in again.stderr  # never overwrites a user's edited copy
+    unknown = run_cli("examples", "popularty")
+    assert unknown.returncode == 2 and "did you mean 'popularity.toml'" in unknown.stderr

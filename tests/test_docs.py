@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-pytest.importorskip("sphinx", reason="sphinx is in the dev extras")
 
 
 @pytest.mark.parametrize("builder", ["html", "doctest"])

@@ -34,7 +34,11 @@ def test_hand_computed_cases(metrics) -> None:
     assert metrics["hit_rate"].compute(ranked, 5) == pytest.approx(4 / 5)
     assert metrics["mrr"].compute(ranked, 3) == pytest.approx((1 + 1 / 2 + 1 / 3) / 5)
     assert metrics["mrr"].compute(ranked, 5) == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 5) / 5)
-    assert metrics["map"].compute(ranked, 5) == metrics["mrr"].compute(ranked, 5)  # one relevant item
+    # MAP@5 from the definition of average precision, not from MRR: AP@k = sum_i P@i * rel_i / min(k, #relevant)
+    lists = [[int(i == r) for i in range(10)] for r in [0, 1, 2, 4, 10]]  # relevance by position, one relevant
+    ap = [sum(sum(rel[: i + 1]) / (i + 1) * rel[i] for i in range(5)) / min(5, 1) for rel in lists]
+    assert metrics["map"].compute(ranked, 5) == pytest.approx(sum(ap) / 5)
+    assert sum(ap) / 5 == pytest.approx((1 + 1 / 2 + 1 / 3 + 1 / 5) / 5)
     expected = (1 + 1 / math.log2(3) + 1 / math.log2(4)) / 5
     assert metrics["ndcg"].compute(ranked, 3) == pytest.approx(expected)
     assert metrics["ndcg"].compute(ranked_from([10, 10]), 10) == 0.0

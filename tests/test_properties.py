@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 
 import hypothesis.strategies as st
+import numpy as np
 from hypothesis import HealthCheck, given, settings
 
 from helpers import write_ml1m
@@ -93,7 +94,10 @@ def test_damaged_rating_files_load_or_fail_cleanly(tmp_path_factory, mutations) 
     path.write_bytes(bytes(raw))
     try:
         data = MovieLens(MovieLensOptions(data_dir=str(folder), cache=False)).load(RunContext())
-        assert data.n_interactions >= 0
+        # whatever loads is consistent: CSR offsets, tokens inside the vocabulary, time order within users
+        assert data.offsets[0] == 0 and data.offsets[-1] == data.n_interactions
+        assert np.all(np.diff(data.offsets) >= 0) and (data.items < data.n_items).all()
+        assert np.all(np.diff(data.timestamps)[np.diff(data.user_of) == 0] >= 0)
     except RecplugError as exc:
         assert str(exc)
     finally:

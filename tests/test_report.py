@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 from recplug._report import render_report
 from recplug.api import FeatureKind
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 KINDS: dict[str, FeatureKind] = {"title": "text", "year": "numeric", "genres": "multi"}
 HISTORY_BLUE, RECOMMENDED_GREEN = (0x3B, 0x5B, 0x92), (0x2E, 0x7D, 0x4F)
 
 
-def screenshot(page: Path, out: Path) -> None:
+def screenshot(chromium: str, page: Path, out: Path) -> None:
     subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          f"--user-data-dir={out.parent / 'profile'}", "--window-size=1200,800", f"--screenshot={out}", page.as_uri()],
         check=True, capture_output=True, timeout=120,
@@ -42,8 +38,7 @@ def test_report_lists_history_and_recommendations(tmp_path: Path) -> None:
     assert "data:image/png;base64," in page
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install chromium)")
-def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(tmp_path: Path, chromium: str) -> None:
     from PIL import Image
 
     history = [{"item_id": i, "title": f"Old movie {i}", "year": 1990, "genres": ["Drama"]} for i in range(3)]
@@ -51,7 +46,7 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_report("screenshot test", history, recs, KINDS), encoding="utf-8")
     shot = tmp_path / "shot.png"
-    screenshot(page, shot)
+    screenshot(chromium, page, shot)
     image = Image.open(shot).convert("RGB")
     assert image.size == (1200, 800)
     colors = {color for _, color in image.getcolors(maxcolors=1_000_000)}
