@@ -43,13 +43,28 @@ def test_recplug_load_tokenise_sequences(benchmark, real_ml1m: Path) -> None:
 
 @pytest.mark.benchmark(group="ml1m-load")
 def test_pandas_python_engine_read_only(benchmark, real_ml1m: Path) -> None:
+    """Each pandas round is preceded by recplug loads (untimed by the benchmark, timed here), so both sides of
+    every round's ratio see the same machine: on a shared 2-core VM, seconds of stolen CPU otherwise land on one
+    side only. The median of the per-round ratios is asserted."""
+    dataset = MovieLens(MovieLensOptions(data_dir=str(real_ml1m), cache=False))
+    recplug_seconds: list[float] = []
+
+    def recplug_loads() -> None:
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            dataset.load(RunContext())
+            times.append(time.perf_counter() - started)
+        recplug_seconds.append(min(times))
+
     read = lambda: pd.read_csv(real_ml1m / "ratings.dat", sep="::", engine="python", header=None)  # noqa: E731
-    frame = benchmark.pedantic(read, rounds=3)
+    frame = benchmark.pedantic(read, setup=recplug_loads, rounds=5)
     assert len(frame) == 1_000_209
-    ratio = recplug_parse_seconds(real_ml1m) / benchmark.stats.stats.min
+    ratios = sorted(r / p for r, p in zip(recplug_seconds, benchmark.stats.stats.data))
+    ratio = ratios[len(ratios) // 2]
     benchmark.extra_info["recplug_over_pandas"] = ratio
-    print(f"\nrecplug load {recplug_parse_seconds(real_ml1m):.3f}s vs pandas python engine {benchmark.stats.stats.min:.3f}s: "
-          f"ratio {ratio:.4f} (target <= {MAX_RATIO})")  # fmt: skip
+    print(f"\nrecplug load {min(recplug_seconds):.3f}s vs pandas python engine {benchmark.stats.stats.min:.3f}s: "
+          f"per-round ratios {', '.join(f'{r:.4f}' for r in ratios)}; median {ratio:.4f} (target <= {MAX_RATIO})")  # fmt: skip
     assert ratio <= MAX_RATIO
 
 

@@ -309,9 +309,12 @@ def _user_time_order(user_tok: np.ndarray, timestamps: np.ndarray) -> np.ndarray
     if len(timestamps) == 0:
         return np.zeros(0, dtype=np.int64)
     relative = timestamps - timestamps.min()
-    if relative.max() < 2**32 and len(user_tok) and user_tok.max() < 2**31:
-        return np.argsort((user_tok.astype(np.int64) << 32) | relative, kind="stable")
-    return np.lexsort((np.arange(len(timestamps)), timestamps, user_tok))
+    n = len(timestamps)
+    bits = [int(user_tok.max()).bit_length(), int(relative.max()).bit_length(), (n - 1).bit_length()]
+    if sum(bits) <= 63:  # one unique int64 key (user, time, file position): an unstable (SIMD) sort is stable here
+        key = (user_tok.astype(np.int64) << (bits[1] + bits[2])) | (relative << bits[2]) | np.arange(n, dtype=np.int64)
+        return np.argsort(key)
+    return np.lexsort((np.arange(n), timestamps, user_tok))
 
 
 CACHE_FORMAT = 2

