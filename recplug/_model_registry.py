@@ -317,6 +317,39 @@ class ServedModel:
     recommender: Recommender
     vocab: Interactions
 
+    def recommend_all(self, k: int, batch_size: int = 1024, max_history: int = 512,
+                      progress: bool = False) -> pd.DataFrame:  # fmt: skip
+        """Top-``k`` of every known user from their recorded history, in batches (bulk export).
+
+        A long frame: ``user_id``, ``rank`` (1 = best), ``item_id`` and ``score``, raw ids as the dataset has
+        them; items in a user's history are never recommended. ``max_history`` caps what the recommender sees
+        (every seen item is still excluded), as evaluation does.
+        """
+        from tqdm import tqdm
+
+        from ._evaluation import seen_mask
+        from ._split import gather_histories
+
+        vocab, n_users = self.vocab, self.vocab.n_users
+        k = min(k, vocab.n_items)
+        tops, scores = [], []
+        for lo in tqdm(range(0, n_users, batch_size), desc="recommending", disable=not progress, leave=False):
+            users = np.arange(lo, min(lo + batch_size, n_users))
+            start, end = vocab.offsets[users], vocab.offsets[users + 1]
+            longest = int((end - start).max(initial=1)) or 1
+            histories = gather_histories(vocab, start, end, min(longest, max_history))
+            top, value = self.recommender.recommend(torch.from_numpy(users), histories, k,
+                                                    exclude_items=seen_mask(vocab, start, end), exclude_history=False)  # fmt: skip
+            tops.append(top.cpu().numpy())
+            scores.append(value.cpu().float().numpy())
+        top_tokens = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
+        return pd.DataFrame({
+            "user_id": np.repeat(vocab.user_ids, k),
+            "rank": np.tile(np.arange(1, k + 1), n_users),
+            "item_id": vocab.item_ids[top_tokens.reshape(-1)],
+            "score": np.concatenate(scores).reshape(-1) if scores else np.zeros(0, dtype=np.float32),
+        })  # fmt: skip
+
     def history(self, user_id: int) -> list[int]:
         """The raw item ids the user interacted with, oldest first."""
         return self.vocab.item_ids[self.vocab.sequence(self._user_token(user_id))].tolist()

@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recommend.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
     recommend.add_argument("--user", type=int, help="raw user id (e.g. a MovieLens UserID)")
+    recommend.add_argument("--all-users", action="store_true",
+                           help="every known user's top-k into --out (a .csv, or .parquet with recplug[parquet])")
+    recommend.add_argument("--out", metavar="FILE", help="with --all-users: where to write (.csv or .parquet)")
     recommend.add_argument("--history", help="comma-separated raw item ids, oldest first")
     recommend.add_argument(
         "--user-feature", action="append", default=[], metavar="NAME=VALUE",
@@ -245,10 +248,12 @@ def _parse_user_features(pairs: list[str]) -> dict[str, str] | None:
 def cmd_recommend(args: argparse.Namespace) -> int:
     from ._model_registry import ModelRegistry
 
-    if args.user is None and not args.history:
-        raise SpecError("give --user ID or --history ID,ID,...", where="recommend")
     if args.k <= 0:
         raise SpecError(f"-k must be positive, got {args.k}", where="recommend")
+    if args.all_users:
+        return _recommend_all_users(args)
+    if args.user is None and not args.history:
+        raise SpecError("give --user ID, --history ID,ID,... or --all-users --out FILE", where="recommend")
     try:
         history = [int(x) for x in args.history.split(",") if x.strip()] if args.history else None
     except ValueError:
@@ -282,6 +287,30 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     print(f"\ntop {args.k}:")
     for rank, (item, token) in enumerate(zip(items, served.item_tokens([i["item_id"] for i in items])), 1):
         print(f"  {rank:>2}. {item['item_id']:>6}  {served.describe(token)}  {item['score']:.3f}")
+    return 0
+
+
+def _recommend_all_users(args: argparse.Namespace) -> int:
+    """``recommend REF --all-users -k K --out FILE``: every user's top-k, vectorised, into a CSV or Parquet file."""
+    from ._model_registry import ModelRegistry
+
+    if args.user is not None or args.history or args.report:
+        raise SpecError("--all-users takes no --user, --history or --report", where="recommend")
+    out = Path(args.out) if args.out else None
+    if out is None or out.suffix not in (".csv", ".parquet"):
+        raise SpecError("--all-users needs --out FILE.csv or FILE.parquet", where="recommend")
+    if out.is_dir() or not out.resolve().parent.is_dir():
+        raise SpecError(f"--out {args.out!r} must be a file in an existing folder", where="recommend")
+    if out.suffix == ".parquet":
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise SpecError("writing Parquet needs pyarrow: pip install 'recplug[parquet]' (or write a .csv)",
+                            where="recommend") from None  # fmt: skip
+    served = ModelRegistry(args.registry).load(args.ref)
+    frame = served.recommend_all(args.k, progress=not args.quiet)
+    frame.to_parquet(out, index=False) if out.suffix == ".parquet" else frame.to_csv(out, index=False)
+    print(f"{served.ref}: top {min(args.k, served.vocab.n_items)} of {served.vocab.n_users} users written to {out}")
     return 0
 
 

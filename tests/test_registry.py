@@ -215,3 +215,27 @@ def test_a_missing_plugin_is_one_clear_error(trained) -> None:
                                                                      "RECPLUG_PLUGINS": "splits"})  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "needs the model plugin 'bigram' from recplug-testkit 1.0.0, which is not installed" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_bulk_export_of_every_users_top_k(trained, tmp_path: Path, suffix: str) -> None:
+    """``recommend --all-users``: every user's top-k in one vectorised pass, equal to asking user by user."""
+    import pandas as pd
+
+    _, root = trained
+    out = tmp_path / f"recs{suffix}"
+    env = {"RECPLUG_REGISTRY": str(root), **TESTKIT_ENV}
+    result = run_cli("recommend", "tiny-bigram", "--all-users", "-k", "4", "--out", str(out), env=env)
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    served = ModelRegistry(root).load("tiny-bigram")
+    assert list(frame.columns) == ["user_id", "rank", "item_id", "score"]
+    assert len(frame) == 4 * served.vocab.n_users and frame["rank"].tolist()[:4] == [1, 2, 3, 4]
+    for user in (1, 7, 30):
+        one_by_one = served.recommend(user_id=user, k=4)
+        rows = frame[frame.user_id == user].sort_values("rank")
+        assert rows.item_id.tolist() == [r["item_id"] for r in one_by_one]
+        assert rows.score.to_numpy() == pytest.approx([r["score"] for r in one_by_one], abs=1e-5)
+        assert not set(rows.item_id) & set(served.history(user))  # seen items are never recommended
+    bad = run_cli("recommend", "tiny-bigram", "--all-users", "--out", str(tmp_path / "recs.txt"), env=env)
+    assert bad.returncode == 2 and "--all-users needs --out FILE.csv or FILE.parquet" in bad.stderr
