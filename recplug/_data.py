@@ -107,7 +107,7 @@ class FeatureTable:
     def to_json(self) -> dict[str, Any]:
         """Plain data (see :meth:`from_json`): what the cache and the model registry store."""
         return {"kinds": dict(self.kinds),
-                "columns": {c: [self.record(i)[c] for i in range(len(self))] for c in self.frame.columns}}  # fmt: skip
+                "columns": {c: [_plain(v, self.kinds[c]) for v in self.frame[c]] for c in self.frame.columns}}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> FeatureTable:

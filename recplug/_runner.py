@@ -106,8 +106,9 @@ def run_experiment(
     seed = spec.experiment.seed
     device = str(resolve_device(spec.experiment.device))
     seed_everything(seed)
-    data = load_dataset(spec, plugins, RunContext(seed=seed, device=device))
-    splits = [make_split(s, data, plugins, RunContext(seed=seed, device=device)) for s in spec.splits]
+    load_context = RunContext(seed=seed, device=device)  # no run directory yet: it exists once data and splits do
+    data = load_dataset(spec, plugins, load_context)
+    splits = [make_split(s, data, plugins, load_context) for s in spec.splits]
 
     main = distributed.is_main()  # under torchrun, only rank 0 writes; every rank trains
     run_dir = distributed.broadcast(Path(run_dir) if run_dir else new_run_dir(spec) if main else None)

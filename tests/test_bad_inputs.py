@@ -153,12 +153,11 @@ def test_a_diverged_validation_measure_is_an_error(toy_plugins, tmp_path: Path, 
         run_experiment(parse_spec(toy_spec(baseline=False), toy_plugins), toy_plugins, run_dir=tmp_path / "run")
 
 
-def test_a_split_without_test_cases_is_an_error_before_any_work(toy_plugins, tmp_path: Path) -> None:
-    data = toy_spec(toy={"users": 3, "length": 3})
-    data["splits"] = {"loo": {"use": "leave_one_out", "min_interactions": 4}}
-    plugins = toy_plugins
+def test_a_split_without_test_cases_is_an_error_before_any_work(tmp_path: Path) -> None:
     from recplug.api import PluginManager
 
+    data = toy_spec(toy={"users": 3, "length": 3})
+    data["splits"] = {"loo": {"use": "leave_one_out", "min_interactions": 4}}
     plugins = PluginManager()
     plugins.load_entry_points(only={"testkit", "splits"})
     with pytest.raises(DataError, match="no user has a test case") as info:
@@ -229,14 +228,16 @@ def test_models_show_prints_a_model_card(toy_plugins, tmp_path: Path) -> None:
     assert json.loads(run_cli("models", "show", "t-bigram", "--json", env=env).stdout)["name"] == "t-bigram"
 
 
-def test_a_plugin_warning_names_the_plugin(tmp_path: Path) -> None:
-    code = ("import warnings, recplug_testkit; from recplug.cli import main; from recplug._plugin_manager import "
-            "get_plugin_manager; get_plugin_manager(); import sys; sys.argv = ['recplug']; "
-            "from recplug import cli; import logging; warnings.formatwarning = cli._format_warning; "
-            "warnings.warn_explicit('careful', UserWarning, recplug_testkit.__file__, 1)")  # fmt: skip
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, **TESTKIT_ENV})  # fmt: skip
-    assert "recplug: warning: [plugin testkit] careful" in result.stderr
+def test_a_plugin_warning_names_the_plugin() -> None:
+    import recplug_testkit
+
+    from recplug import cli
+    from recplug._plugin_manager import get_plugin_manager
+
+    get_plugin_manager()  # the plugins the command line loads, the test kit among them
+    warning = cli._format_warning("careful", UserWarning, recplug_testkit.__file__, 1)
+    assert warning == "recplug: warning: [plugin testkit] careful\n"
+    assert cli._format_warning("careful", UserWarning, cli.__file__, 1) == "recplug: warning: careful\n"
 
 
 def test_deleting_a_version_while_it_loads_is_a_clear_error(toy_plugins, tmp_path: Path, monkeypatch) -> None:
