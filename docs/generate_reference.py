@@ -44,9 +44,11 @@ def spec_reference() -> str:
     from recplug._registrar import KINDS
     from recplug._spec import ExperimentOptions
     from recplug._training import TrainingOptions
+    from recplug._tuning import TuneOptions
 
     out = [options_table(ExperimentOptions, "[experiment]", "-"), options_table(EvaluationOptions, "[evaluation]", "-"),
-           options_table(TrainingOptions, "[recommenders.<label>.training] (models only)", "-")]  # fmt: skip
+           options_table(TrainingOptions, "[recommenders.<label>.training] (models only)", "-"),
+           options_table(TuneOptions, "[tune] (read by recplug tune only; see :doc:`tuning`)", "-")]  # fmt: skip
     sections = {"dataset": "dataset", "splitter": "splits", "model": "recommenders", "baseline": "recommenders",
                 "metric": "evaluation.metrics"}  # fmt: skip
     registry = get_plugin_manager()

@@ -16,6 +16,7 @@ Evaluation, the CLI and the model registry only ever use :meth:`score` and
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -43,6 +44,10 @@ class RunContext:
     """Where the component may write files (checkpoints, tensorboard); none for in-memory runs."""
     resume: bool = False
     """Continue from checkpoints found in ``run_dir``."""
+    on_epoch: Callable[[int, dict[str, float]], None] | None = attrs.field(default=None, eq=False)
+    """Called after each validated epoch with the epoch (from 1) and its summary (``validation/ndcg@10``, ...);
+    it may raise to stop training (``recplug tune`` prunes a trial this way). A model with its own training loop
+    should call it too."""
 
 
 class Dataset(ABC):

@@ -91,11 +91,13 @@ class ModelRegistry:
         data: Interactions,
         metrics: dict[str, dict[int, float]],
         protocol: dict[str, Any],
+        tuning: dict[str, Any] | None = None,
     ) -> int:
         """Store a fitted recommender as the next version of ``name``; returns the version.
 
         ``provenance`` is :meth:`ComponentSpec.provenance <recplug._spec.ComponentSpec.provenance>`: the plugin,
-        options and training options that rebuild the recommender on load."""
+        options and training options that rebuild the recommender on load. ``tuning`` records the search that
+        chose its configuration (``recplug tune``: study, trial, parameters)."""
         try:
             check_name(name, "model name")
         except ValueError as exc:
@@ -119,6 +121,7 @@ class ModelRegistry:
                 "spec": spec,
                 "metrics": {m: {str(k): v for k, v in by_k.items()} for m, by_k in metrics.items()},
                 "protocol": protocol,
+                **({"tuning": tuning} if tuning else {}),
                 "data": {**data.source, **data.summary(), "fingerprint_sha256": data.fingerprint},
                 "versions": {"recplug": __version__, "torch": torch.__version__, "python": platform.python_version()},
                 "files": {f: _sha256(staging / f) for f in ("weights.pt", "vocab.npz", "info.json")},

@@ -100,9 +100,13 @@ def check_output_place(spec: ExperimentSpec, run_dir: Path | None, overwrite: bo
 
 
 def run_experiment(
-    spec: ExperimentSpec, plugins: PluginManager, run_dir: Path | None = None, resume: bool = False
+    spec: ExperimentSpec, plugins: PluginManager, run_dir: Path | None = None, resume: bool = False,
+    tuning: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Load, split, fit and evaluate everything in ``spec``; write results to the run directory."""
+    """Load, split, fit and evaluate everything in ``spec``; write results to the run directory.
+
+    ``tuning`` (from ``recplug tune``) names the tuned recommender and its search; it is recorded with that
+    recommender's registry entry and in results.json."""
     seed = spec.experiment.seed
     device = str(resolve_device(spec.experiment.device))
     seed_everything(seed)
@@ -137,8 +141,10 @@ def run_experiment(
         distributed.barrier()
         return RunResult(run_dir, data, fitted, {})
     results = results_document(spec, data, fitted, seed)
+    if tuning:
+        results["tuning"] = tuning
     if spec.experiment.register:
-        results["registered"] = register_models(spec, plugins, data, fitted, results)
+        results["registered"] = register_models(spec, plugins, data, fitted, results, tuning)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     (run_dir / "results.md").write_text(results_markdown(results))
     distributed.barrier()
@@ -190,7 +196,8 @@ def result_rows(split: Split, label: str, plugin: str, kind: str, values: dict[s
 
 
 def register_models(
-    spec: ExperimentSpec, plugins: PluginManager, data: Interactions, fitted: list[FittedRecommender], results: dict
+    spec: ExperimentSpec, plugins: PluginManager, data: Interactions, fitted: list[FittedRecommender], results: dict,
+    tuning: dict[str, Any] | None = None,
 ) -> list[str]:
     """Register every fitted recommender that can be saved (models, and baselines with a ``state_dict``, which
     then serve like models, e.g. as the fallback for new users); returns the ``name:version`` references."""
@@ -211,6 +218,7 @@ def register_models(
             data=data,
             metrics=f.metrics,
             protocol=results["protocols"][f.split.name],
+            tuning=tuning if tuning and tuning.get("recommender") == f.spec.label else None,
         )
         references.append(f"{name}:{version}")
         log.info("registered %s:%d in %s", name, version, registry.root)

@@ -52,7 +52,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SECTIONS = ("experiment", "dataset", "splits", "recommenders", "evaluation")
+SECTIONS = ("experiment", "dataset", "splits", "recommenders", "evaluation", "tune")
+"""The spec's top-level tables; ``[tune]`` is read by ``recplug tune`` only (:mod:`recplug._tuning`)."""
 
 
 @attrs.frozen

@@ -336,6 +336,8 @@ class Trainer:
         self.checkpoints.save("last", self.model, self.optimizer, self.scheduler, state)
         if self.rank == 0:
             _report_epoch(writer, summary, epoch + 1, opts.epochs, improved)
+        if self.context.on_epoch is not None:
+            self.context.on_epoch(epoch + 1, summary)
         if opts.patience is not None and state.bad_epochs >= opts.patience:
             log.info("early stop: no improvement for %d epochs", opts.patience)
             return True

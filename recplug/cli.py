@@ -29,6 +29,23 @@ it is validated exactly like the file.
 """
 
 
+EPILOG_TUNE = """\
+examples:
+  recplug tune examples/ml1m-loo-tune.toml --timeout 80
+  recplug tune examples/ml1m-loo-tune.toml --jobs 2 --trials 30
+  recplug tune --resume runs/ml1m-loo-tune-tune-20261129-101500      continue (or join) a search
+
+The [tune] table:
+  [tune]
+  trials = 40
+  metric = "ndcg@10"                       # always on validation cases
+  [tune.space."recommenders.transformer"]
+  embedding_dim = { choice = [32, 64, 128] }
+  "training.lr" = { log_uniform = [1e-4, 1e-2] }
+  residual_dropout = { uniform = [0.0, 0.5] }
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recplug",
@@ -121,6 +138,25 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override the recorded spec (e.g. dataset.movielens.data_dir=...)")
     evaluate.add_argument("--registry", metavar="DIR", help="registry folder")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    tune = commands.add_parser(
+        "tune", help="search hyper-parameters on validation (Optuna), then test and register the best once",
+        description="Run an Optuna study over the spec's [tune] table: every trial is scored on the validation "
+        "cases and pruned on its per-epoch validation metric; the best configuration is trained once more, "
+        "evaluated once on the test cases and registered with its study. Needs recplug[tune].",
+        epilog=EPILOG_TUNE, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tune.add_argument("spec", nargs="?", help="a spec with a [tune] table")
+    tune.add_argument("--trials", type=int, metavar="N", help="trials to finish, all processes together (default: tune.trials)")
+    tune.add_argument("--jobs", type=int, default=1, metavar="J", help="processes on this machine working on the study")
+    tune.add_argument("--timeout", type=float, metavar="MIN", help="start no new trial after MIN minutes")
+    tune.add_argument("--storage", metavar="URL", help="study database (default: sqlite in the tune directory); "
+                      "any SQLAlchemy URL, so processes on several machines share one study")
+    tune.add_argument("--out", metavar="DIR", help="tune directory (default: <output_dir>/<name>-tune-<timestamp>)")
+    tune.add_argument("--resume", metavar="DIR", help="continue the search in a tune directory (or join it)")
+    tune.add_argument("--no-final", action="store_true",
+                      help="only run trials: no final training, test evaluation or registration")
+    tune.set_defaults(handler=cmd_tune)
 
     examples = commands.add_parser(
         "examples", help="list the example specs installed with recplug, or copy one out",
@@ -325,6 +361,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     recorded = apply_overrides(served.entry["spec"], args.overrides)
     recorded["splits"] = {args.split: {}}
     print(results_markdown(evaluate_registered(served, parse_spec(recorded, plugins), plugins)))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from ._plugin_manager import get_plugin_manager
+    from ._tuning import TuneRun, parse_tune_spec, read_search, record_search, require_optuna, run_search
+
+    require_optuna()
+    plugins = get_plugin_manager()
+    if args.jobs < 1 or (args.trials is not None and args.trials < 1) or (args.timeout is not None and args.timeout <= 0):
+        raise SpecError("--jobs and --trials must be at least 1, --timeout above 0", where="tune")
+    if args.resume and (args.spec or args.out or args.storage):
+        raise SpecError("--resume continues the search its directory records: give a spec (with --out, "
+                        "--storage) or --resume DIR, not both", where="tune")  # fmt: skip
+    if args.resume:
+        run, raw, base_dir = TuneRun.open(Path(args.resume))
+    elif args.spec:
+        raw, base_dir = read_search(Path(args.spec))
+    else:
+        raise SpecError("give a spec file (recplug tune SPEC.toml) or --resume DIR", where="tune")
+    changes = {k: v for k, v in (("trials", args.trials), ("timeout_minutes", args.timeout)) if v is not None}
+    if changes and isinstance(raw.get("tune"), dict):
+        raw = {**raw, "tune": {**raw["tune"], **changes}}
+    tune_spec = parse_tune_spec(raw, plugins, base_dir)
+    if args.resume:
+        record_search(run, raw, base_dir)  # a new --trials or --timeout holds for every process from now on
+    else:
+        run = TuneRun.create(tune_spec, Path(args.out) if args.out else None, args.storage, raw)
+    summary = run_search(tune_spec, run, plugins, jobs=args.jobs, final=not args.no_final)
+    if summary is None:
+        return 0
+    metric = tune_spec.options.metric
+    counts = ", ".join(f"{n} {state}" for state, n in summary["trials"].items())
+    print(f"\n## {run.study_name}: search finished ({counts}); tune directory {run.folder}\n")
+    print(f"best: trial {summary['trial']}, validation {metric} {summary['validation'][metric]:.4f}")
+    print("params: " + ", ".join(f"{k} = {v!r}" for k, v in summary["params"].items()))
+    print("test (once): " + ", ".join(f"{r['metric']}@{r['k']} {r['value']:.4f}" for r in summary["test"]))
+    print(f"registered: {', '.join(summary['registered']) or 'nothing'}; report: {run.folder / 'tune.html'}; "
+          f"best spec: {run.folder / 'best.toml'}")
     return 0
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recplug._toml import dumps
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -95,19 +97,6 @@ def toy_spec(name: str = "toy", seed: int = 5, registry: Path | None = None, *, 
             "recommenders": recommenders, "evaluation": {"metrics": ["hits"], "ks": [1, 5]}}  # fmt: skip
 
 
-def to_toml(data: dict, prefix: str = "") -> str:
-    """A spec dict as TOML (tables, strings, numbers, booleans and lists of them)."""
-    scalars = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
-    tables = [to_toml(v, f"{prefix}{k}.") for k, v in data.items() if isinstance(v, dict)]
-    head = [f"[{prefix[:-1]}]"] if prefix else []
-    return "\n".join(head + scalars + tables) + "\n"
-
-
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
+def to_toml(data: dict) -> str:
+    """A spec dict as TOML."""
+    return dumps(data)
