@@ -372,14 +372,31 @@ class ServedModel:
             raise RecplugError("user features describe a new user: give them with a history, not a user id")
         user = self._user_token(user_id) if user_id is not None else -1
         raw_history = history if history is not None else self.history(user_id)  # type: ignore[arg-type]
-        tokens = self.item_tokens(raw_history)
-        histories = torch.tensor([tokens or [self.vocab.pad_token]], dtype=torch.int64)
         features = pd.DataFrame([user_features]) if user_features is not None else None
-        top, scores = self.recommender.recommend(torch.tensor([user]), histories, k, new_user_features=features)
+        top, scores = self.recommend_tokens([user], [self.item_tokens(raw_history)], k, new_user_features=features)
         return [
             {"item_id": int(self.vocab.item_ids[t]), "score": float(s), **self.item_metadata(int(t))}
             for t, s in zip(top[0].tolist(), scores[0].tolist())
         ]
+
+    def recommend_tokens(self, users: list[int], histories: list[list[int]], k: int,
+                         exclude: list[list[int]] | None = None, new_user_features: pd.DataFrame | None = None,
+                         max_history: int = 512) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        """Top-``k`` tokens and scores ``[B, k]`` for a batch in one pass (what ``recplug serve`` batches into).
+
+        ``users`` are user tokens (``-1``: a new user), ``histories`` item tokens oldest first; every item of a
+        history and of ``exclude`` is left out. The recommender sees the last ``max_history`` items.
+        """
+        vocab = self.vocab
+        rows = [h + x for h, x in zip(histories, exclude)] if exclude is not None else histories
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        flat = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(lengths.sum()))
+        seen = torch.zeros(len(rows), vocab.n_items, dtype=torch.bool)
+        seen[torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)), torch.from_numpy(flat)] = True
+        padded = _pad_left([h[-max_history:] for h in histories], vocab.pad_token)
+        return self.recommender.recommend(torch.tensor(users, dtype=torch.int64), padded, min(k, vocab.n_items),
+                                          exclude_items=seen, exclude_history=False,
+                                          new_user_features=new_user_features)  # fmt: skip
 
     def item_metadata(self, token: int) -> dict[str, Any]:
         """The item's metadata as JSON-ready values (empty when the dataset has none)."""
@@ -391,20 +408,55 @@ class ServedModel:
         info = self.vocab.item_info
         return info.describe(token) if info is not None else ""
 
-    def _user_token(self, user_id: int) -> int:
-        token = int(np.searchsorted(self.vocab.user_ids, user_id))
-        if token >= self.vocab.n_users or self.vocab.user_ids[token] != user_id:
+    def user_token(self, user_id: Any) -> int | None:
+        """The token of a raw user id; None when the model never saw that user."""
+        tokens, found = _find(self.vocab.user_ids, [user_id])
+        return int(tokens[0]) if found[0] else None
+
+    def lookup_items(self, raw: list[Any]) -> tuple[list[int], list[Any]]:
+        """Tokens of raw item ids, and the ids it does not know."""
+        tokens, found = _find(self.vocab.item_ids, raw)
+        return tokens.tolist(), [r for r, ok in zip(raw, found) if not ok]
+
+    def _user_token(self, user_id: Any) -> int:
+        token = self.user_token(user_id)
+        if token is None:
             raise RecplugError(f"unknown user id {user_id} (known ids: {self.vocab.user_ids[0]}..{self.vocab.user_ids[-1]})")
         return token
 
-    def item_tokens(self, raw: list[int]) -> list[int]:
+    def item_tokens(self, raw: list[Any]) -> list[int]:
         """Tokens of raw item ids; unknown ids are an error naming them."""
-        ids = np.asarray(raw, dtype=np.int64)
-        tokens = np.searchsorted(self.vocab.item_ids, ids)
-        bad = [int(i) for i, t in zip(ids, tokens) if t >= self.vocab.n_items or self.vocab.item_ids[t] != i]
-        if bad:
-            raise RecplugError(f"unknown item id(s) in the history: {', '.join(map(str, bad[:5]))}")
-        return tokens.tolist()
+        tokens, unknown = self.lookup_items(raw)
+        if unknown:
+            raise RecplugError(f"unknown item id(s) in the history: {', '.join(map(str, unknown[:5]))}")
+        return tokens
+
+
+def _find(sorted_ids: np.ndarray, raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Positions of ``raw`` ids in a sorted id array, and which were found. Integer ids also match their decimal
+    strings ("42"); string ids match any id written as text."""
+    if sorted_ids.dtype.kind in "iu":
+        values = [int(r) if isinstance(r, (int, np.integer)) and not isinstance(r, bool) else
+                  int(r) if isinstance(r, str) and r.strip().lstrip("-").isdigit() else None for r in raw]  # fmt: skip
+        wanted = np.array([v if v is not None else 0 for v in values], dtype=np.int64)
+        valid = np.array([v is not None for v in values], dtype=bool)
+    else:
+        wanted = np.array([str(r) for r in raw], dtype=object)
+        valid = np.ones(len(raw), dtype=bool)
+    positions = np.searchsorted(sorted_ids, wanted) if len(raw) else np.zeros(0, dtype=np.int64)
+    inside = positions < len(sorted_ids)
+    found = valid & inside
+    found[found] = sorted_ids[positions[found]] == wanted[found]
+    return np.where(found, positions, 0).astype(np.int64), found
+
+
+def _pad_left(rows: list[list[int]], pad: int) -> torch.Tensor:
+    """``[len(rows), longest]`` int64, each row right-aligned after ``pad`` tokens (at least one column)."""
+    padded = np.full((len(rows), max((len(r) for r in rows), default=1) or 1), pad, dtype=np.int64)
+    for i, row in enumerate(rows):
+        if row:
+            padded[i, -len(row):] = row
+    return torch.from_numpy(padded)
 
 
 def _read_vocab(folder: Path) -> Interactions:

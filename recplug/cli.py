@@ -158,6 +158,30 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only run trials: no final training, test evaluation or registration")
     tune.set_defaults(handler=cmd_tune)
 
+    serve = commands.add_parser(
+        "serve", help="serve a registered model over HTTP (JSON API, micro-batched); needs recplug[serve]",
+        description="Serve a registered model: POST /recommend (and /recommend/batch), GET /models, "
+        "/models/{name}, /health, /ready; OpenAPI at /openapi.json and /docs. Requests arriving together are "
+        "scored in one forward pass. Serving NAME@ALIAS (or NAME) follows the alias: when it moves, the new "
+        "version answers without dropping requests. SIGTERM or Ctrl-C finishes requests in flight, then exits.",
+        epilog="examples:\n  recplug serve ml1m-loo-fast-transformer@production\n"
+        "  curl -s localhost:8000/recommend -d '{\"user_id\": 42, \"k\": 5}'\n"
+        "  curl -s localhost:8000/recommend -d '{\"history\": [1193, 661, 914]}'",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes, each with the model (default 1)")
+    serve.add_argument("--batch-window-ms", type=float, default=2.0,
+                       help="how long a request waits for others to share its forward pass (default 2)")
+    serve.add_argument("--max-batch", type=int, default=256, help="requests per forward pass at most (default 256)")
+    serve.add_argument("--poll-seconds", type=float, default=2.0,
+                       help="how often a served alias is checked for a move (default 2; 0: never)")
+    serve.add_argument("--threads", type=int, help="torch threads for scoring (default: all cores but one)")
+    serve.add_argument("--registry", metavar="DIR", help="registry folder")
+    serve.set_defaults(handler=cmd_serve)
+
     examples = commands.add_parser(
         "examples", help="list the example specs installed with recplug, or copy one out",
         description="The example specs ship with recplug: list them, or copy one into a folder to run or edit.",
@@ -400,6 +424,20 @@ def cmd_tune(args: argparse.Namespace) -> int:
     print("test (once): " + ", ".join(f"{r['metric']}@{r['k']} {r['value']:.4f}" for r in summary["test"]))
     print(f"registered: {', '.join(summary['registered']) or 'nothing'}; report: {run.folder / 'tune.html'}; "
           f"best spec: {run.folder / 'best.toml'}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ._serving import ServeOptions, require_serving, serve
+
+    require_serving()
+    counts = (args.workers, args.max_batch, args.threads if args.threads is not None else 1)
+    if not 0 < args.port < 65536 or min(counts) < 1 or args.batch_window_ms < 0 or args.poll_seconds < 0:
+        raise SpecError("--port must be 1..65535, --workers, --max-batch and --threads at least 1, "
+                        "--batch-window-ms and --poll-seconds at least 0", where="serve")  # fmt: skip
+    serve(ServeOptions(ref=args.ref, registry=args.registry, host=args.host, port=args.port, workers=args.workers,
+                       batch_window_ms=args.batch_window_ms, max_batch=args.max_batch, poll_seconds=args.poll_seconds,
+                       threads=args.threads))
     return 0
 
 
