@@ -110,7 +110,7 @@ def start_server(registry: Path, port: int) -> subprocess.Popen:
                 return server
         except OSError:
             if server.poll() is not None:
-                raise RuntimeError(f"the server exited: {server.stderr.read() if server.stderr else ''}")
+                raise RuntimeError(f"the server exited: {server.stderr.read() if server.stderr else ''}") from None
             time.sleep(0.1)
     server.kill()
     raise RuntimeError("the server did not start within 60 s")

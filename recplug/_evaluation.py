@@ -72,31 +72,41 @@ def rank_cases(
     item_popularity: torch.Tensor | None = None,
     progress: str | None = None,
 ) -> RankedLists:
-    """Recommend ``max_k`` items for every case (full ranking) and locate each target."""
+    """Recommend ``max_k`` items for every case (full ranking) and locate each target.
+
+    Cases are ranked in batches of similar history length (then put back in order), so a batch is padded to
+    little more than its own histories."""
     tops, ranks = [], []
     targets = torch.from_numpy(cases.targets(data))
+    order = by_length(cases.target_pos - cases.history_start)
     bounds = range(0, len(cases), batch_size)
     quiet = progress is None or len(bounds) < 4 or not logging.getLogger("recplug").isEnabledFor(logging.INFO)
     for lo in tqdm(bounds, desc=progress, leave=False, disable=True if quiet else None):  # None: on a terminal
-        hi = min(lo + batch_size, len(cases))
-        users = torch.from_numpy(cases.users[lo:hi])
-        start, end = cases.history_start[lo:hi], cases.target_pos[lo:hi]
+        index = order[lo : lo + batch_size]
+        users = torch.from_numpy(cases.users[index])
+        start, end = cases.history_start[index], cases.target_pos[index]
         histories = gather_histories(data, start, end, min(int((end - start).max(initial=1)) or 1, max_history))
-        seen = seen_mask(data, cases.seen_start[lo:hi], end) if exclude_seen else None
+        seen = seen_mask(data, cases.seen_start[index], end) if exclude_seen else None
         top, _ = recommender.recommend(users, histories, max_k, exclude_items=seen, exclude_history=False)
         top = top.cpu()
-        found = top == targets[lo:hi, None]
+        found = top == targets[index, None]
         ranks.append(torch.where(found.any(1), found.int().argmax(1), max_k))
         tops.append(top)
     popularity = item_popularity if item_popularity is not None else torch.zeros(data.n_items, dtype=torch.float64)
+    back = torch.from_numpy(np.argsort(order))
     return RankedLists(
-        top_items=torch.cat(tops) if tops else torch.zeros(0, max_k, dtype=torch.int64),
-        target_rank=torch.cat(ranks) if ranks else torch.zeros(0, dtype=torch.int64),
+        top_items=torch.cat(tops)[back] if tops else torch.zeros(0, max_k, dtype=torch.int64),
+        target_rank=torch.cat(ranks)[back] if ranks else torch.zeros(0, dtype=torch.int64),
         targets=targets,
         n_items=data.n_items,
         item_popularity=popularity,
         item_info=data.item_info,
     )
+
+
+def by_length(lengths: np.ndarray) -> np.ndarray:
+    """An order of rows by length (stable): batches taken in it hold histories of similar length."""
+    return np.argsort(lengths, kind="stable")
 
 
 def seen_mask(data: Interactions, start: np.ndarray, end: np.ndarray) -> torch.Tensor:

@@ -330,14 +330,15 @@ class ServedModel:
         """
         from tqdm import tqdm
 
-        from ._evaluation import seen_mask
+        from ._evaluation import by_length, seen_mask
         from ._split import gather_histories
 
         vocab, n_users = self.vocab, self.vocab.n_users
         k = min(k, vocab.n_items)
         tops, scores = [], []
+        order = by_length(np.diff(vocab.offsets))  # batches of similar length, put back in order below
         for lo in tqdm(range(0, n_users, batch_size), desc="recommending", disable=not progress, leave=False):
-            users = np.arange(lo, min(lo + batch_size, n_users))
+            users = order[lo : lo + batch_size]
             start, end = vocab.offsets[users], vocab.offsets[users + 1]
             longest = int((end - start).max(initial=1)) or 1
             histories = gather_histories(vocab, start, end, min(longest, max_history))
@@ -345,12 +346,13 @@ class ServedModel:
                                                     exclude_items=seen_mask(vocab, start, end), exclude_history=False)  # fmt: skip
             tops.append(top.cpu().numpy())
             scores.append(value.cpu().float().numpy())
-        top_tokens = np.concatenate(tops) if tops else np.zeros((0, k), dtype=np.int64)
+        back = np.argsort(order)
+        top_tokens = np.concatenate(tops)[back] if tops else np.zeros((0, k), dtype=np.int64)
         return pd.DataFrame({
             "user_id": np.repeat(vocab.user_ids, k),
             "rank": np.tile(np.arange(1, k + 1), n_users),
             "item_id": vocab.item_ids[top_tokens.reshape(-1)],
-            "score": np.concatenate(scores).reshape(-1) if scores else np.zeros(0, dtype=np.float32),
+            "score": np.concatenate(scores)[back].reshape(-1) if scores else np.zeros(0, dtype=np.float32),
         })  # fmt: skip
 
     def history(self, user_id: int) -> list[int]:

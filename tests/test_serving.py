@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from helpers import TESTKIT_ENV, run_cli, to_toml, toy_spec, write_spec
 
 pytest.importorskip("fastapi", reason="recplug[serve] is not installed (CI installs it)")

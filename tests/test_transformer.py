@@ -194,3 +194,21 @@ def test_feature_only_user_tower_serves_a_brand_new_user(ml1m_dir: Path, tmp_pat
     bad = run_cli("recommend", "tiny-transformer", "--registry", str(tmp_path / "registry"), "--history", "1",
                   "--user-feature", "gender")  # fmt: skip
     assert bad.returncode == 2 and "--user-feature takes NAME=VALUE" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_inference_trims_padding_and_computes_the_last_block_for_the_last_position_alone(ml1m_dir: Path) -> None:
+    """Scoring (join 'last') drops left padding no row needs and runs the last block for the last position only;
+    the scores are those of the full, padded pass over every position."""
+    data = load(ml1m_dir)
+    torch.manual_seed(0)
+    model = small_model(data, context_length=12, embedding_dim=16, num_heads=2, num_layers=2, join="last",
+                        objective="all_positions", output="tied", user_embedding_dim=8, interaction_hidden=[])  # fmt: skip
+    model.module.eval()
+    pad = data.pad_token
+    histories = torch.tensor([[pad] * 7 + [1, 2, 3], [pad] * 9 + [4], [pad] * 5 + [5, 6, 7, 8, 9]])
+    users = torch.tensor([0, 1, -1])
+    padded = F.pad(histories, (12 - histories.shape[1], 0), value=pad)
+    with torch.no_grad():
+        full = model.module.output(model.module.position_features(users, padded)[:, -1])  # every position, context 12
+    assert model.module.movies(histories[:, -5:], last_only=True).shape[1] == 1
+    assert torch.allclose(model.score(users, histories), full, atol=1e-5)

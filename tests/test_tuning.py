@@ -11,11 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+
 from helpers import REPO, TESTKIT_ENV, run_cli, to_toml, toy_spec, write_spec
+from recplug._spec import read_toml  # noqa: E402
 
 optuna = pytest.importorskip("optuna", reason="recplug[tune] is not installed (CI installs it)")
 
@@ -50,7 +51,7 @@ def test_a_search_tests_registers_and_reports_only_its_best(tmp_path: Path) -> N
     assert f"best: trial {best.number}" in result.stdout and "test (once): hits@1" in result.stdout
 
     # the best configuration as a runnable spec without [tune], and its one test evaluation in best/
-    best_spec = tomllib.loads((out / "best.toml").read_text())
+    best_spec = read_toml(out / "best.toml")
     assert "tune" not in best_spec
     assert best_spec["recommenders"]["bigram"]["dim"] == best.params["dim"]
     assert best_spec["recommenders"]["bigram"]["training"]["lr"] == best.params["training.lr"]

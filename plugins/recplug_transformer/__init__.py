@@ -212,6 +212,8 @@ class Transformer(Model):
 
     def _score(self, users: torch.Tensor, histories: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
         length = self.options.context_length
+        if self.options.join == "last":  # no wider than the longest history of the batch: same scores, less work
+            length = min(length, max(int((histories != self.pad_token).sum(1).max()) if len(histories) else 1, 1))
         window = histories[:, -length:]
         if window.shape[1] < length:  # short histories: pad on the left
             window = F.pad(window, (length - window.shape[1], 0), value=self.pad_token)

@@ -20,13 +20,18 @@ class CausalSelfAttention(nn.Module):
         self.attention_dropout = attention_dropout
         self.residual_dropout = nn.Dropout(residual_dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
+        """Attention output ``[B, L, D]``; with ``last_only``, for the last position alone ``[B, 1, D]`` (its
+        query attends every earlier key, exactly as in the full pass)."""
         batch, length, dim = x.shape
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            q, mask = q[:, :, -1:], mask[:, :, -1:] if mask is not None else None
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0, is_causal=mask is None
-        )
-        return self.residual_dropout(self.proj(y.transpose(1, 2).reshape(batch, length, dim)))
+            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0,
+            is_causal=mask is None and not last_only,
+        )  # fmt: skip
+        return self.residual_dropout(self.proj(y.transpose(1, 2).reshape(batch, q.shape[2], dim)))
 
 
 class Block(nn.Module):
@@ -41,8 +46,8 @@ class Block(nn.Module):
             nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim), nn.Dropout(residual_dropout)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
+        x = (x[:, -1:] if last_only else x) + self.attn(self.ln1(x), mask, last_only)
         return x + self.mlp(self.ln2(x))
 
 
@@ -91,14 +96,19 @@ class MovieTower(nn.Module):
         )
         self.ln_f = nn.LayerNorm(dim, eps=eps)
 
-    def forward(self, items: torch.Tensor) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """Outputs ``[B, L, D]`` for windows ``[B, L]`` of the last ``L <= context`` positions: a window may drop
+        left padding that no row needs, and positions stay counted from the right, so the outputs of the items
+        are unchanged. ``last_only``: the last position's output ``[B, 1, D]``, with the last block computed for
+        it alone (inference)."""
         length = items.shape[1]
-        positions = torch.arange(length, device=items.device)
+        context = self.positions.num_embeddings
+        positions = torch.arange(context - length, context, device=items.device)
         tokens = self.tokens(items, self.id_dropout if self.training else 0.0)
         x = self.dropout(tokens + self.positions(positions))
         mask = _causal_padding_mask(items == self.pad_token)
-        for block in self.blocks:
-            x = block(x, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, last_only and i == len(self.blocks) - 1)
         return self.ln_f(x)
 
 
@@ -205,6 +215,8 @@ class UserTowerTransformer(nn.Module):
 
     def features(self, users: torch.Tensor, items: torch.Tensor, user_codes: torch.Tensor | None = None) -> torch.Tensor:
         """Interaction-MLP output ``[B, H]`` that scores the item after each window."""
+        if self.join == "last" and not self.training:  # inference: the last position alone, same values
+            return self.interaction(self.with_user(self.movies(items, last_only=True), users, user_codes))[:, -1]
         if self.join == "last":
             return self.position_features(users, items, user_codes)[:, -1]
         x = self.with_user(self.movies(items), users, user_codes)  # [B, L, D + U]
