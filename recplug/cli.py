@@ -290,6 +290,11 @@ def model_card(entry: dict) -> str:
     if entry.get("training"):
         t = entry["training"]
         lines.append(f"  training  {t['epochs']} epochs, batch {t['batch_size']}, lr {t['lr']}, {t['schedule']} schedule")
+    if entry.get("tuning"):
+        tuning = entry["tuning"]
+        measure = ", ".join(f"{m} {v:.4f}" for m, v in tuning["validation"].items())
+        lines.append(f"  tuned     trial {tuning['trial']} of study {tuning['study']!r} (validation {measure}; "
+                     + ", ".join(f"{n} {state}" for state, n in tuning["trials"].items()) + ")")
     lines += [f"  created   {entry['created']} with recplug {entry['versions']['recplug']}, torch {entry['versions']['torch']}",
               f"  path      {entry['path']}"]  # fmt: skip
     return "\n".join(lines)

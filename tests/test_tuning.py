@@ -64,6 +64,8 @@ def test_a_search_tests_registers_and_reports_only_its_best(tmp_path: Path) -> N
     entry = json.loads(run_cli("models", "--registry", registry, "show", "toytune-bigram", "--json", env=TESTKIT_ENV).stdout)
     assert entry["tuning"]["params"] == best.params and entry["tuning"]["storage"].endswith("study.db")
     assert entry["options"]["dim"] == best.params["dim"] and entry["training"]["lr"] == best.params["training.lr"]
+    card = run_cli("models", "--registry", registry, "show", "toytune-bigram", env=TESTKIT_ENV).stdout
+    assert f"tuned     trial {best.number} of study 'toytune' (validation ndcg@10 {best.value:.4f}; " in card
     counts = json.loads(run_cli("models", "--registry", registry, "show", "toytune-counts", "--json", env=TESTKIT_ENV).stdout)
     assert "tuning" not in counts
 
