@@ -23,7 +23,7 @@ import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -46,6 +46,8 @@ from ._version import __version__
 FORMAT_VERSION = 2
 """Bumped when the layout or entry.json changes incompatibly; older formats keep loading.
 2: info.json holds typed metadata tables (``{"kinds": ..., "columns": ...}``); the entry's plugin provenance."""
+Tokens = Sequence[int] | np.ndarray
+"""Item tokens of one history: a list or an int array."""
 _REF = re.compile(r"^(?P<name>[^:@]+)(?::(?P<version>\d+)|@(?P<alias>[A-Za-z0-9._-]+))?$")
 
 
@@ -381,20 +383,22 @@ class ServedModel:
             for t, s in zip(top[0].tolist(), scores[0].tolist())
         ]
 
-    def recommend_tokens(self, users: list[int], histories: list[list[int]], k: int,
-                         exclude: list[list[int]] | None = None, new_user_features: pd.DataFrame | None = None,
+    def recommend_tokens(self, users: Sequence[int], histories: Sequence[Tokens], k: int,
+                         exclude: Sequence[Tokens] | None = None, new_user_features: pd.DataFrame | None = None,
                          max_history: int = 512) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Top-``k`` tokens and scores ``[B, k]`` for a batch in one pass (what ``recplug serve`` batches into).
 
-        ``users`` are user tokens (``-1``: a new user), ``histories`` item tokens oldest first; every item of a
-        history and of ``exclude`` is left out. The recommender sees the last ``max_history`` items.
+        ``users`` are user tokens (``-1``: a new user), ``histories`` item tokens oldest first (lists or arrays);
+        every item of a history and of ``exclude`` is left out. The recommender sees the last ``max_history``.
         """
         vocab = self.vocab
-        rows = [h + x for h, x in zip(histories, exclude)] if exclude is not None else histories
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        flat = np.fromiter((t for r in rows for t in r), dtype=np.int64, count=int(lengths.sum()))
+        rows = [np.asarray(h, dtype=np.int64) for h in histories]
+        if exclude is not None:
+            rows = [np.concatenate([h, np.asarray(x, dtype=np.int64)]) for h, x in zip(rows, exclude)]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
         seen = torch.zeros(len(rows), vocab.n_items, dtype=torch.bool)
-        seen[torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)), torch.from_numpy(flat)] = True
+        if lengths.sum():
+            seen[torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)), torch.from_numpy(np.concatenate(rows))] = True
         padded = _pad_left([h[-max_history:] for h in histories], vocab.pad_token)
         return self.recommender.recommend(torch.tensor(users, dtype=torch.int64), padded, min(k, vocab.n_items),
                                           exclude_items=seen, exclude_history=False,
@@ -452,11 +456,11 @@ def _find(sorted_ids: np.ndarray, raw: list[Any]) -> tuple[np.ndarray, np.ndarra
     return np.where(found, positions, 0).astype(np.int64), found
 
 
-def _pad_left(rows: list[list[int]], pad: int) -> torch.Tensor:
+def _pad_left(rows: Sequence[Tokens], pad: int) -> torch.Tensor:
     """``[len(rows), longest]`` int64, each row right-aligned after ``pad`` tokens (at least one column)."""
     padded = np.full((len(rows), max((len(r) for r in rows), default=1) or 1), pad, dtype=np.int64)
     for i, row in enumerate(rows):
-        if row:
+        if len(row):
             padded[i, -len(row):] = row
     return torch.from_numpy(padded)
 

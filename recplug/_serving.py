@@ -100,8 +100,8 @@ class Prepared:
 
     model: ServedModel
     user: int
-    history: list[int]
-    exclude: list[int]
+    history: np.ndarray
+    exclude: np.ndarray
     k: int
     features: dict[str, Any] | None
 
@@ -178,19 +178,20 @@ def prepare(model: ServedModel, request: Any, options: ServeOptions, where: str 
         if token is None:
             raise RequestError(404, f"{where}user_id", f"unknown user id {request.user_id!r}")
         user = token
-    history = _tokens(model, request.history, f"{where}history") if request.history is not None else None
-    if history is None:
-        history = model.vocab.sequence(user).tolist()[-options.max_history :]
+    if request.history is not None:
+        history = _tokens(model, request.history, f"{where}history")
+    else:
+        history = model.vocab.sequence(user)  # the recorded history, a view
     exclude = _tokens(model, request.exclude, f"{where}exclude")
     return Prepared(model, user, history, exclude, request.k, request.user_features)
 
 
-def _tokens(model: ServedModel, ids: list[Any], field: str) -> list[int]:
+def _tokens(model: ServedModel, ids: list[Any], field: str) -> np.ndarray:
     tokens, unknown = model.lookup_items(ids)
     if unknown:
         raise RequestError(422, field, f"unknown item id(s): {', '.join(map(repr, unknown[:5]))}"
                                        + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))  # fmt: skip
-    return tokens
+    return np.asarray(tokens, dtype=np.int64)
 
 
 def create_app(options: ServeOptions, holder: ModelHolder | None = None) -> Any:
