@@ -132,16 +132,37 @@ class Recommender(ABC):
             scores = self.score(users, histories).float()
         if exclude_items is None and exclude_history:
             exclude_items = histories
-        if exclude_items is not None:
-            scores = exclude(scores, exclude_items)
-        top = torch.topk(scores, k=min(k, scores.shape[1]), dim=1)
-        return top.indices, top.values
+        return top_k(scores, k, exclude_items)
+
+    def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        """Optional (dot-product recommenders): a vector per user ``[B, H]`` whose :meth:`decode` gives the
+        user's scores, before any exclusion. ``recplug serve`` encodes every known user once per loaded version
+        and answers them with :meth:`decode` alone. Recommenders that do not override it are scored in full."""
+        raise NotImplementedError(f"{type(self).__name__} does not encode users")
+
+    def decode(self, vectors: torch.Tensor) -> torch.Tensor:
+        """Scores ``[B, n_items]`` of vectors from :meth:`encode`."""
+        raise NotImplementedError(f"{type(self).__name__} does not encode users")
+
+    @property
+    def encodes(self) -> bool:
+        """Whether this recommender implements :meth:`encode` and :meth:`decode`."""
+        return type(self).encode is not Recommender.encode
 
 
 class Baseline(Recommender):
     """A recommender fitted directly from data (no gradient training)."""
 
     kind = "baseline"
+
+
+def top_k(scores: torch.Tensor, k: int, exclude_items: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best items of each row (tokens and scores), leaving out ``exclude_items`` (see :func:`exclude`)."""
+    scores = scores.float()
+    if exclude_items is not None:
+        scores = exclude(scores, exclude_items)
+    top = torch.topk(scores, k=min(k, scores.shape[1]), dim=1)
+    return top.indices, top.values
 
 
 def exclude(scores: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:

@@ -321,6 +321,9 @@ class ServedModel:
     entry: dict[str, Any]
     recommender: Recommender
     vocab: Interactions
+    user_vectors: torch.Tensor | None = None
+    """Every known user's :meth:`~recplug.api.Recommender.encode` of the recorded history, once
+    :meth:`encode_known_users` ran (``recplug serve`` does); recommending for them is then a decode."""
 
     def recommend_all(self, k: int, batch_size: int = 1024, max_history: int = 512,
                       progress: bool = False) -> pd.DataFrame:  # fmt: skip
@@ -330,32 +333,48 @@ class ServedModel:
         them; items in a user's history are never recommended. ``max_history`` caps what the recommender sees
         (every seen item is still excluded), as evaluation does.
         """
+        from ._evaluation import seen_mask
+
+        vocab, k = self.vocab, min(k, self.vocab.n_items)
+        tops, scores = np.zeros((vocab.n_users, k), dtype=np.int64), np.zeros((vocab.n_users, k), dtype=np.float32)
+        for users, histories in self._recorded_batches(batch_size, max_history, progress):
+            seen = seen_mask(vocab, vocab.offsets[users], vocab.offsets[users + 1])
+            top, value = self.recommender.recommend(torch.from_numpy(users), histories, k, exclude_items=seen,
+                                                    exclude_history=False)  # fmt: skip
+            tops[users], scores[users] = top.cpu().numpy(), value.cpu().float().numpy()
+        return pd.DataFrame({
+            "user_id": np.repeat(vocab.user_ids, k),
+            "rank": np.tile(np.arange(1, k + 1), vocab.n_users),
+            "item_id": vocab.item_ids[tops.reshape(-1)],
+            "score": scores.reshape(-1),
+        })  # fmt: skip
+
+    def encode_known_users(self, batch_size: int = 1024, max_history: int = 512) -> None:
+        """Fill :attr:`user_vectors` when the recommender encodes users (otherwise nothing changes)."""
+        if not self.recommender.encodes:
+            return
+        parts = [(users, self.recommender.encode(torch.from_numpy(users), histories).cpu())
+                 for users, histories in self._recorded_batches(batch_size, max_history)]  # fmt: skip
+        vectors = torch.zeros(self.vocab.n_users, parts[0][1].shape[1]) if parts else None
+        for users, encoded in parts:
+            vectors[torch.from_numpy(users)] = encoded  # type: ignore[index]
+        self.user_vectors = vectors
+
+    def _recorded_batches(self, batch_size: int, max_history: int,
+                          progress: bool = False) -> Iterator[tuple[np.ndarray, torch.Tensor]]:  # fmt: skip
+        """(user tokens, their left-padded recorded histories) in batches of similar history length."""
         from tqdm import tqdm
 
-        from ._evaluation import by_length, seen_mask
+        from ._evaluation import by_length
         from ._split import gather_histories
 
-        vocab, n_users = self.vocab, self.vocab.n_users
-        k = min(k, vocab.n_items)
-        tops, scores = [], []
-        order = by_length(np.diff(vocab.offsets))  # batches of similar length, put back in order below
-        for lo in tqdm(range(0, n_users, batch_size), desc="recommending", disable=not progress, leave=False):
+        vocab = self.vocab
+        order = by_length(np.diff(vocab.offsets))
+        for lo in tqdm(range(0, vocab.n_users, batch_size), desc="recommending", disable=not progress, leave=False):
             users = order[lo : lo + batch_size]
             start, end = vocab.offsets[users], vocab.offsets[users + 1]
             longest = int((end - start).max(initial=1)) or 1
-            histories = gather_histories(vocab, start, end, min(longest, max_history))
-            top, value = self.recommender.recommend(torch.from_numpy(users), histories, k,
-                                                    exclude_items=seen_mask(vocab, start, end), exclude_history=False)  # fmt: skip
-            tops.append(top.cpu().numpy())
-            scores.append(value.cpu().float().numpy())
-        back = np.argsort(order)
-        top_tokens = np.concatenate(tops)[back] if tops else np.zeros((0, k), dtype=np.int64)
-        return pd.DataFrame({
-            "user_id": np.repeat(vocab.user_ids, k),
-            "rank": np.tile(np.arange(1, k + 1), n_users),
-            "item_id": vocab.item_ids[top_tokens.reshape(-1)],
-            "score": np.concatenate(scores)[back].reshape(-1) if scores else np.zeros(0, dtype=np.float32),
-        })  # fmt: skip
+            yield users, gather_histories(vocab, start, end, min(longest, max_history))
 
     def history(self, user_id: int) -> list[int]:
         """The raw item ids the user interacted with, oldest first."""
@@ -383,26 +402,35 @@ class ServedModel:
             for t, s in zip(top[0].tolist(), scores[0].tolist())
         ]
 
-    def recommend_tokens(self, users: Sequence[int], histories: Sequence[Tokens], k: int,
+    def recommend_tokens(self, users: Sequence[int], histories: Sequence[Tokens | None], k: int,
                          exclude: Sequence[Tokens] | None = None, new_user_features: pd.DataFrame | None = None,
                          max_history: int = 512) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
         """Top-``k`` tokens and scores ``[B, k]`` for a batch in one pass (what ``recplug serve`` batches into).
 
-        ``users`` are user tokens (``-1``: a new user), ``histories`` item tokens oldest first (lists or arrays);
-        every item of a history and of ``exclude`` is left out. The recommender sees the last ``max_history``.
+        ``users`` are user tokens (``-1``: a new user); ``histories`` item tokens oldest first, or None for a
+        known user's recorded history (answered from :attr:`user_vectors` when they are computed). Every item
+        of a history and of ``exclude`` is left out. The recommender sees the last ``max_history`` items.
         """
+        from ._components import top_k
+
         vocab = self.vocab
-        rows = [np.asarray(h, dtype=np.int64) for h in histories]
-        if exclude is not None:
-            rows = [np.concatenate([h, np.asarray(x, dtype=np.int64)]) for h, x in zip(rows, exclude)]
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        rows = [vocab.sequence(u) if h is None else np.asarray(h, dtype=np.int64) for u, h in zip(users, histories)]
+        excluded = [np.concatenate([h, np.asarray(x, dtype=np.int64)]) for h, x in zip(rows, exclude)] if exclude else rows
+        lengths = np.array([len(r) for r in excluded], dtype=np.int64)
         seen = torch.zeros(len(rows), vocab.n_items, dtype=torch.bool)
         if lengths.sum():
-            seen[torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)), torch.from_numpy(np.concatenate(rows))] = True
-        padded = _pad_left([h[-max_history:] for h in histories], vocab.pad_token)
-        return self.recommender.recommend(torch.tensor(users, dtype=torch.int64), padded, min(k, vocab.n_items),
-                                          exclude_items=seen, exclude_history=False,
-                                          new_user_features=new_user_features)  # fmt: skip
+            seen[torch.from_numpy(np.repeat(np.arange(len(rows)), lengths)), torch.from_numpy(np.concatenate(excluded))] = True
+        user_tokens, k = torch.tensor(users, dtype=torch.int64), min(k, vocab.n_items)
+        if self.user_vectors is None or new_user_features is not None:
+            padded = _pad_left([r[-max_history:] for r in rows], vocab.pad_token)
+            return self.recommender.recommend(user_tokens, padded, k, exclude_items=seen, exclude_history=False,
+                                              new_user_features=new_user_features)  # fmt: skip
+        vectors = self.user_vectors[user_tokens.clamp(min=0)]
+        given = [i for i, h in enumerate(histories) if h is not None]
+        if given:
+            padded = _pad_left([rows[i][-max_history:] for i in given], vocab.pad_token)
+            vectors[given] = self.recommender.encode(user_tokens[given], padded).cpu()
+        return top_k(self.recommender.decode(vectors), k, seen)
 
     def item_metadata(self, token: int) -> dict[str, Any]:
         """The item's metadata as JSON-ready values (empty when the dataset has none)."""

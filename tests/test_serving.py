@@ -75,8 +75,14 @@ def test_the_model_endpoints_health_and_openapi(client: TestClient) -> None:
     one = client.get("/models/toy-bigram").json()
     assert [v["version"] for v in one["versions"]] == [1, 2] and one["versions"][0]["aliases"] == ["production"]
     schema = client.get("/openapi.json").json()
-    body = schema["paths"]["/recommend"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert {"user_id", "history", "k", "exclude", "user_features"} <= set(body["properties"])
+    def resolve(path: str, part: dict) -> dict:
+        name = part["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+        return schema["components"]["schemas"][name]
+
+    post = schema["paths"]["/recommend"]["post"]
+    assert {"user_id", "history", "k", "exclude", "user_features"} <= set(resolve("/recommend", post["requestBody"])["properties"])
+    assert set(resolve("/recommend", post["responses"]["200"])["properties"]) == {"model", "recommendations"}
+    assert set(resolve("/recommend", post["responses"]["4XX"])["properties"]) == {"error", "field"}
     assert "/recommend/batch" in schema["paths"] and "/models/{name}" in schema["paths"]
     assert "swagger-ui" in client.get("/docs").text
 

@@ -210,7 +210,20 @@ class Transformer(Model):
         users = torch.full((len(histories),), -1, dtype=torch.int64)
         return self._score(users, histories, torch.from_numpy(np.stack(codes, axis=1)))
 
+    @torch.no_grad()
+    def encode(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
+        return self._features(users, histories, None)
+
+    @torch.no_grad()
+    def decode(self, vectors: torch.Tensor) -> torch.Tensor:
+        return self.module.output(vectors.to(self.device)).float()
+
     def _score(self, users: torch.Tensor, histories: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        scores = self.decode(self._features(users, histories, codes))
+        return exclude(scores, histories) if self.options.skip_seen else scores
+
+    def _features(self, users: torch.Tensor, histories: torch.Tensor, codes: torch.Tensor | None) -> torch.Tensor:
+        """What the output scores: the interaction-MLP output ``[B, H]`` of the last ``context_length`` items."""
         length = self.options.context_length
         if self.options.join == "last":  # no wider than the longest history of the batch: same scores, less work
             length = min(length, max(int((histories != self.pad_token).sum(1).max()) if len(histories) else 1, 1))
@@ -219,8 +232,7 @@ class Transformer(Model):
             window = F.pad(window, (length - window.shape[1], 0), value=self.pad_token)
         self.module.eval()
         codes = codes.to(self.device) if codes is not None else None
-        scores = self.module(users.to(self.device), window.to(self.device), codes).float()
-        return exclude(scores, histories) if self.options.skip_seen else scores
+        return self.module.features(users.to(self.device), window.to(self.device), codes)
 
 
 def _log_target_frequency(train: TrainView, n_items: int) -> torch.Tensor:
