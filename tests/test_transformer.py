@@ -212,3 +212,26 @@ def test_inference_trims_padding_and_computes_the_last_block_for_the_last_positi
         full = model.module.output(model.module.position_features(users, padded)[:, -1])  # every position, context 12
     assert model.module.movies(histories[:, -5:], last_only=True).shape[1] == 1
     assert torch.allclose(model.score(users, histories), full, atol=1e-5)
+
+
+def test_serving_known_users_from_encoded_vectors_gives_the_full_pass(ml1m_dir: Path) -> None:
+    """``recplug serve`` encodes every known user once and answers with a decode: the same top-k as a forward pass
+    over the recorded history, for known users, a new history and an excluded item alike."""
+    from recplug._model_registry import ServedModel
+
+    data = load(ml1m_dir)
+    torch.manual_seed(0)
+    model = small_model(data, context_length=8, embedding_dim=16, num_heads=2, num_layers=2, join="last",
+                        objective="all_positions", output="tied", user_embedding_dim=8, interaction_hidden=[])  # fmt: skip
+    model.module.eval()
+    assert model.encodes
+    served = ServedModel("m:1", {}, model, data)
+    users = [0, 3, 5, -1]
+    histories = [None, None, [1, 2, 3], [4, 5]]
+    exclude = [[], [7], [], [9]]
+    full = served.recommend_tokens(users, histories, 10, exclude)
+    served.encode_known_users(batch_size=7)
+    assert served.user_vectors is not None and served.user_vectors.shape == (data.n_users, 16)
+    cached = served.recommend_tokens(users, histories, 10, exclude)
+    assert torch.equal(full[0], cached[0]) and torch.allclose(full[1], cached[1], atol=1e-5)
+    assert 7 not in cached[0][1].tolist() and not set(cached[0][2].tolist()) & {1, 2, 3}
