@@ -48,7 +48,7 @@ def spec_reference() -> str:
 
     out = [options_table(ExperimentOptions, "[experiment]", "-"), options_table(EvaluationOptions, "[evaluation]", "-"),
            options_table(TrainingOptions, "[recommenders.<label>.training] (models only)", "-"),
-           options_table(TuneOptions, "[tune] (read by recplug tune only; see :doc:`tuning`)", "-")]  # fmt: skip
+           options_table(TuneOptions, "[tune] (read by recplug tune only; see :doc:`/tuning`)", "-")]  # fmt: skip
     sections = {"dataset": "dataset", "splitter": "splits", "model": "recommenders", "baseline": "recommenders",
                 "metric": "evaluation.metrics"}  # fmt: skip
     registry = get_plugin_manager()
