@@ -526,6 +526,12 @@ def finish(study: optuna.Study, run: TuneRun, tune_spec: TuneSpec, plugins: Plug
     if not complete:
         raise SpecError("no trial completed, so there is no best configuration (see the log for why)", where="tune")
     best = study.best_trial
+    done = run.folder / "summary.json"
+    if done.is_file() and json.loads(done.read_text()).get("trial") == best.number:  # a resumed, finished search
+        summary = {**json.loads(done.read_text()), "trials": _counts(study)}
+        write_report(run.folder / "tune.html", study, tune_spec, summary)
+        log.info("the best configuration (trial %d) was already tested and registered", best.number)
+        return summary
     data = tune_spec.trial_data(best.params)
     (run.folder / "best.toml").write_text(
         f"# The best configuration of study {run.study_name!r} (trial {best.number}, validation "

@@ -69,6 +69,11 @@ def test_a_search_tests_registers_and_reports_only_its_best(tmp_path: Path) -> N
     counts = json.loads(run_cli("models", "--registry", registry, "show", "toytune-counts", "--json", env=TESTKIT_ENV).stdout)
     assert "tuning" not in counts
 
+    again = run_cli("tune", "--resume", str(out), env=TESTKIT_ENV)  # a finished search: nothing is trained again
+    assert again.returncode == 0 and "already tested and registered" in again.stderr
+    assert [r["version"] for r in json.loads(run_cli("models", "--registry", registry, "list", "--json",
+                                                     env=TESTKIT_ENV).stdout) if r["name"] == "toytune-bigram"] == [1]  # fmt: skip
+
     page = (out / "tune.html").read_text()
     assert f"Best: trial {best.number}" in page and page.count("<tr>") == 1 + 6
     images = [part.split('"', 1)[0] for part in page.split('src="data:image/png;base64,')[1:]]
