@@ -403,7 +403,7 @@ def run_trial(trial: optuna.Trial, bench: Workbench) -> float:
         trial.set_user_attr("fit_seconds", round(time.perf_counter() - started, 2))
     value = validation_metric(recommender, bench.data, bench.split, tune_spec.options.metric)
     if not math.isfinite(value):
-        raise SpecError(f"trial {trial.number}: the validation {tune_spec.options.metric} is not a number")
+        raise TrainingDiverged(f"the validation {tune_spec.options.metric} is not a number")
     return value
 
 
