@@ -12,20 +12,15 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import optuna
 
-    from ._tuning import TuneSpec
-
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:.9em}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:right}
 th{background:#f4f4f4}td.params{text-align:left;font-family:monospace}img{max-width:100%}.note{color:#666}"""
 
 
-def write_report(path: Path, study: optuna.Study, tune_spec: TuneSpec, summary: dict[str, Any]) -> None:
+def write_report(path: Path, study: optuna.Study, metric: str, summary: dict[str, Any]) -> None:
     """The trials table, the optimisation history, parameter importance, time per trial and the best trial's
     validation and test figures."""
-    from ._tuning import study_table
-
     rows = study_table(study)
-    metric = tune_spec.options.metric
     counts = summary["trials"]
     test = {(r["metric"], r["k"]): r["value"] for r in summary["test"]}
     seconds = [r["seconds"] for r in rows if r["seconds"] is not None]
@@ -47,6 +42,13 @@ def write_report(path: Path, study: optuna.Study, tune_spec: TuneSpec, summary: 
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>recplug tune: {html.escape(summary['study'])}"
             f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")  # fmt: skip
     path.write_text(page, encoding="utf-8")
+
+
+def study_table(study: optuna.Study) -> list[dict[str, Any]]:
+    """A row per trial: number, state, value, epochs trained, seconds and parameters."""
+    return [{"trial": t.number, "state": t.state.name.lower(), "value": t.value,
+             "epochs": len(t.user_attrs.get("curve", [])), "seconds": t.user_attrs.get("fit_seconds"),
+             "params": t.params} for t in study.get_trials(deepcopy=False)]  # fmt: skip
 
 
 def _figure(draw: Any, *args: Any) -> str:

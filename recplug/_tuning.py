@@ -529,7 +529,7 @@ def finish(study: optuna.Study, run: TuneRun, tune_spec: TuneSpec, plugins: Plug
     done = run.folder / "summary.json"
     if done.is_file() and json.loads(done.read_text()).get("trial") == best.number:  # a resumed, finished search
         summary = {**json.loads(done.read_text()), "trials": _counts(study)}
-        write_report(run.folder / "tune.html", study, tune_spec, summary)
+        write_report(run.folder / "tune.html", study, tune_spec.options.metric, summary)
         log.info("the best configuration (trial %d) was already tested and registered", best.number)
         return summary
     data = tune_spec.trial_data(best.params)
@@ -551,20 +551,14 @@ def finish(study: optuna.Study, run: TuneRun, tune_spec: TuneSpec, plugins: Plug
     summary = {**tuning, "test": [r for r in result.results["rows"] if r["recommender"] == tune_spec.recommender],
                "run_dir": str(result.run_dir), "registered": result.results.get("registered", [])}  # fmt: skip
     (run.folder / "summary.json").write_text(json.dumps(summary, indent=2))
-    write_report(run.folder / "tune.html", study, tune_spec, summary)
+    write_report(run.folder / "tune.html", study, tune_spec.options.metric, summary)
     return summary
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
+    """How many trials ended in each state (complete, pruned, fail, running)."""
     states = [t.state.name.lower() for t in study.get_trials(deepcopy=False)]
     return {state: states.count(state) for state in ("complete", "pruned", "fail", "running") if state in states}
-
-
-def study_table(study: optuna.Study) -> list[dict[str, Any]]:
-    """A row per trial: number, state, value, epochs trained, seconds and parameters."""
-    return [{"trial": t.number, "state": t.state.name.lower(), "value": t.value,
-             "epochs": len(t.user_attrs.get("curve", [])), "seconds": t.user_attrs.get("fit_seconds"),
-             "params": t.params} for t in study.get_trials(deepcopy=False)]  # fmt: skip
 
 
 def read_search(path: Path) -> tuple[dict[str, Any], Path]:
