@@ -6,7 +6,7 @@ configuration, which is registered with its trial and study recorded.
 
 A search lives in a *tune directory*: ``tune.json`` (the spec it searches), ``study.db`` (the SQLite study,
 unless ``--storage`` names another database), ``best.toml`` (the best configuration as a runnable spec),
-``best/`` (the final run's directory), ``tune.html`` (the report) and ``summary.json``. Several processes (``--jobs``,
+``best-trial-N/`` (the final run's directory), ``tune.html`` (the report) and ``summary.json``. Several processes (``--jobs``,
 or several ``recplug tune --resume DIR`` on machines sharing a database) work on one study; together they finish
 exactly ``trials`` trials (complete or pruned). An interrupted trial is run again on ``--resume``.
 """
@@ -547,7 +547,7 @@ def finish(study: optuna.Study, run: TuneRun, tune_spec: TuneSpec, plugins: Plug
     }
     spec = tune_spec.trial_spec(best.params, plugins)
     log.info("training the best configuration (trial %d) once more, for its one test evaluation", best.number)
-    result = run_experiment(spec, plugins, run_dir=run.folder / "best", tuning=tuning)
+    result = run_experiment(spec, plugins, run_dir=run.folder / f"best-trial-{best.number}", tuning=tuning)
     summary = {**tuning, "test": [r for r in result.results["rows"] if r["recommender"] == tune_spec.recommender],
                "run_dir": str(result.run_dir), "registered": result.results.get("registered", [])}  # fmt: skip
     (run.folder / "summary.json").write_text(json.dumps(summary, indent=2))

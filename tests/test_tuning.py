@@ -50,12 +50,12 @@ def test_a_search_tests_registers_and_reports_only_its_best(tmp_path: Path) -> N
     assert summary["validation"] == {"ndcg@10": best.value}
     assert f"best: trial {best.number}" in result.stdout and "test (once): hits@1" in result.stdout
 
-    # the best configuration as a runnable spec without [tune], and its one test evaluation in best/
+    # the best configuration as a runnable spec without [tune], and its one test evaluation in best-trial-N/
     best_spec = read_toml(out / "best.toml")
     assert "tune" not in best_spec
     assert best_spec["recommenders"]["bigram"]["dim"] == best.params["dim"]
     assert best_spec["recommenders"]["bigram"]["training"]["lr"] == best.params["training.lr"]
-    results = json.loads((out / "best" / "results.json").read_text())
+    results = json.loads((out / f"best-trial-{best.number}" / "results.json").read_text())
     assert results["tuning"]["trial"] == best.number
     assert {r["recommender"] for r in results["rows"]} == {"counts", "bigram"}
 
@@ -111,7 +111,7 @@ def test_jobs_start_helper_processes_on_the_same_study(tmp_path: Path) -> None:
     result = run_cli("tune", str(spec), "--out", str(tmp_path / "search"), "--jobs", "2", "--no-final", env=TESTKIT_ENV)
     assert result.returncode == 0, result.stderr
     assert len(finished(tmp_path / "search")) == 5
-    assert not (tmp_path / "search" / "best").exists() and not (tmp_path / "registry").exists()
+    assert not list((tmp_path / "search").glob("best*")) and not (tmp_path / "registry").exists()
 
 
 def test_sigterm_leaves_a_study_that_resume_continues(tmp_path: Path) -> None:
