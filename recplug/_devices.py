@@ -1,6 +1,9 @@
-"""Choosing the torch device: CUDA, then Apple MPS, then CPU, unless the spec names one."""
+"""Choosing the torch device: CUDA, then Apple MPS, then CPU, unless the spec names one; and the CPU cores
+this process may use."""
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -26,3 +29,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise SpecError(f"device {name!r} requested but MPS is not available here", where="experiment.device")
     return device
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS tells it, else every core)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -472,7 +472,10 @@ class ServedModel:
 def _find(sorted_ids: np.ndarray, raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Positions of ``raw`` ids in a sorted id array, and which were found. Integer ids also match their decimal
     strings ("42"); string ids match any id written as text."""
-    if sorted_ids.dtype.kind in "iu":
+    given = np.asarray(raw) if raw else np.zeros(0, dtype=np.int64)
+    if sorted_ids.dtype.kind in "iu" and given.dtype.kind in "iu":  # integers: the usual case, no Python loop
+        wanted, valid = given.astype(np.int64), np.ones(len(raw), dtype=bool)
+    elif sorted_ids.dtype.kind in "iu":
         values = [int(r) if isinstance(r, (int, np.integer)) and not isinstance(r, bool) else
                   int(r) if isinstance(r, str) and r.strip().lstrip("-").isdigit() else None for r in raw]  # fmt: skip
         wanted = np.array([v if v is not None else 0 for v in values], dtype=np.int64)

@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ._devices import usable_cores
 from ._errors import RecplugError, SpecError
 from ._model_registry import ModelRef, ModelRegistry, ServedModel
 from ._paths import check_name
@@ -81,7 +82,8 @@ class ModelHolder:
     def __init__(self, registry: ModelRegistry, ref: str) -> None:
         self.registry, self.ref = registry, ref
         self.current: ServedModel = load_for_serving(registry, ref)
-        self.follows_alias = ModelRef.parse(ref).alias is not None or ModelRef.parse(ref).version is None
+        parsed = ModelRef.parse(ref)
+        self.follows_alias = parsed.alias is not None or parsed.version is None
 
     async def follow(self, poll_seconds: float) -> None:
         """Poll the reference; load and swap in a new version when it resolves to one."""
@@ -423,8 +425,7 @@ def _plain(value: Any) -> Any:
 
 def scoring_threads() -> int:
     """All the cores this process may use but one (at least one)."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores - 1)
+    return max(1, usable_cores() - 1)
 
 
 def app_from_environment() -> Any:

@@ -33,7 +33,7 @@ import attrs
 from ._components import Recommender, RunContext
 from ._config import structure, unknown_key_message
 from ._data import Interactions
-from ._devices import resolve_device
+from ._devices import resolve_device, usable_cores
 from ._errors import SpecError
 from ._evaluation import rank_cases
 from ._plugin_manager import PluginManager
@@ -480,8 +480,7 @@ def stop_helpers(helpers: list[subprocess.Popen]) -> None:
 
 
 def threads_per_job(jobs: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // jobs)
+    return max(1, usable_cores() // jobs)
 
 
 def run_search(tune_spec: TuneSpec, run: TuneRun, plugins: PluginManager, jobs: int = 1,
