@@ -16,7 +16,16 @@ Names here follow the deprecation policy: one release of warnings before anythin
 from __future__ import annotations
 
 from ._components import Baseline, Dataset, NoOptions, Recommender, RunContext, Splitter, exclude
-from ._data import FeatureKind, FeatureTable, Interactions, build_interactions, load_interactions, save_interactions
+from ._data import (
+    FeatureKind,
+    FeatureTable,
+    Interactions,
+    build_interactions,
+    interactions_from_tokens,
+    load_interactions,
+    parse_moment,
+    save_interactions,
+)
 from ._errors import DataError, PluginError, RecplugError, SpecError
 from ._examples import ExampleSource, SequenceChunks, WindowExamples
 from ._hookspecs import PLUGIN_API_VERSION, hookimpl
@@ -58,7 +67,9 @@ __all__ = [
     "build_interactions",
     "cache_dir",
     "gather_histories",
+    "interactions_from_tokens",
     "load_interactions",
+    "parse_moment",
     "save_interactions",
     # evaluation
     "RankedLists",
