@@ -400,10 +400,9 @@ class ServedModel:
         raw_history = history if history is not None else self.history(user_id)  # type: ignore[arg-type]
         features = pd.DataFrame([user_features]) if user_features is not None else None
         top, scores = self.recommend_tokens([user], [self.item_tokens(raw_history)], k, new_user_features=features)
-        return [
-            {"item_id": int(self.vocab.item_ids[t]), "score": float(s), **self.item_metadata(int(t))}
-            for t, s in zip(top[0].tolist(), scores[0].tolist())
-        ]
+        ids = self.vocab.item_ids[top[0].numpy()].tolist()
+        return [{"item_id": i, "score": float(s), **self.item_metadata(int(t))}
+                for i, t, s in zip(ids, top[0].tolist(), scores[0].tolist())]  # fmt: skip
 
     def recommend_tokens(self, users: Sequence[int], histories: Sequence[Tokens | None], k: int,
                          exclude: Sequence[Tokens] | None = None, new_user_features: pd.DataFrame | None = None,
@@ -481,7 +480,7 @@ def _find(sorted_ids: np.ndarray, raw: list[Any]) -> tuple[np.ndarray, np.ndarra
         wanted = np.array([v if v is not None else 0 for v in values], dtype=np.int64)
         valid = np.array([v is not None for v in values], dtype=bool)
     else:
-        wanted = np.array([str(r) for r in raw], dtype=object)
+        wanted = np.array([str(r) for r in raw], dtype=str)
         valid = np.ones(len(raw), dtype=bool)
     positions = np.searchsorted(sorted_ids, wanted) if len(raw) else np.zeros(0, dtype=np.int64)
     inside = positions < len(sorted_ids)

@@ -317,7 +317,8 @@ def _with_extends_expanded(tables: dict[str, Any], section: str) -> dict[str, An
 
 
 def _with_paths_resolved(options: Any, base_dir: Path | None) -> Any:
-    """``options`` with its relative path fields (``metadata={"path": True}``) made absolute from ``base_dir``."""
+    """``options`` with its relative path fields (``metadata={"path": True}``) made absolute from ``base_dir``,
+    also in nested option tables (an events dataset's ``items.path``)."""
     if base_dir is None:
         return options
     changes = {}
@@ -325,6 +326,10 @@ def _with_paths_resolved(options: Any, base_dir: Path | None) -> Any:
         value = getattr(options, field.name)
         if field.metadata.get("path") and isinstance(value, str) and not Path(value).expanduser().is_absolute():
             changes[field.name] = str(base_dir / value)
+        elif attrs.has(type(value)):
+            resolved = _with_paths_resolved(value, base_dir)
+            if resolved is not value:
+                changes[field.name] = resolved
     return attrs.evolve(options, **changes) if changes else options
 
 

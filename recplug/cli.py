@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     recommend.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
-    recommend.add_argument("--user", type=int, help="raw user id (e.g. a MovieLens UserID)")
+    recommend.add_argument("--user", help="raw user id (e.g. a MovieLens UserID, or a text id)")
     recommend.add_argument("--all-users", action="store_true",
                            help="every known user's top-k into --out (a .csv, or .parquet with recplug[parquet])")
     recommend.add_argument("--out", metavar="FILE", help="with --all-users: where to write (.csv or .parquet)")
@@ -182,6 +182,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--registry", metavar="DIR", help="registry folder")
     serve.set_defaults(handler=cmd_serve)
 
+    data = commands.add_parser(
+        "data", help="describe a spec's dataset and its splits before training anything",
+        description="Inspect the data a spec reads: 'describe' prints its size, density, sequence lengths, time "
+        "span, repeat consumption and cleaning, and for each split its sizes, cold start and how many test cases "
+        "happen before the latest training interaction.",
+    )
+    data_actions = data.add_subparsers(dest="action", metavar="ACTION", required=True)
+    describe = data_actions.add_parser("describe", help="statistics of the dataset and of each split")
+    describe.add_argument("spec", help="path to the experiment spec (TOML)")
+    describe.add_argument("--set", dest="overrides", metavar="KEY.PATH=VALUE", action="append", default=[],
+                          help="override a spec value (repeatable)")
+    describe.add_argument("--format", choices=["text", "json"], default="text")
+    data.set_defaults(handler=cmd_data)
+
     examples = commands.add_parser(
         "examples", help="list the example specs installed with recplug, or copy one out",
         description="The example specs ship with recplug: list them, or copy one into a folder to run or edit.",
@@ -221,6 +235,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if distributed.is_main() and result.results:
         print(f"\n## {spec.experiment.name}: results (run directory {result.run_dir})\n")
         print((result.run_dir / "results.md").read_text())
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from ._describe import describe, description_text
+    from ._plugin_manager import get_plugin_manager
+    from ._spec import load_spec
+
+    plugins = get_plugin_manager()
+    description = describe(load_spec(args.spec, plugins, args.overrides), plugins)
+    print(json.dumps(description, indent=2) if args.format == "json" else description_text(description))
     return 0
 
 
@@ -319,16 +344,17 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         return _recommend_all_users(args)
     if args.user is None and not args.history:
         raise SpecError("give --user ID, --history ID,ID,... or --all-users --out FILE", where="recommend")
-    try:
-        history = [int(x) for x in args.history.split(",") if x.strip()] if args.history else None
-    except ValueError:
-        raise SpecError(f"--history takes comma-separated integer ids, got {args.history!r}", where="recommend") from None
+    history = [x.strip() for x in args.history.split(",") if x.strip()] if args.history else None
     features = _parse_user_features(args.user_feature)
     if args.posters and not Path(args.posters).is_dir():
         raise SpecError(f"--posters {args.posters!r} is not a folder", where="recommend")
     if args.report and (Path(args.report).is_dir() or not Path(args.report).resolve().parent.is_dir()):
         raise SpecError(f"--report {args.report!r} must be a file in an existing folder", where="recommend")
     served = ModelRegistry(args.registry).load(args.ref)
+    if args.user is not None:
+        args.user = _raw_id(args.user, served.vocab.user_ids)
+    if history is not None:
+        history = [_raw_id(i, served.vocab.item_ids) for i in history]
     items = served.recommend(user_id=args.user, history=history, k=args.k, user_features=features)
     raw_history = history if history is not None else served.history(args.user)
     recent = raw_history[-10:]
@@ -353,6 +379,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     for rank, (item, token) in enumerate(zip(items, served.item_tokens([i["item_id"] for i in items])), 1):
         print(f"  {rank:>2}. {item['item_id']:>6}  {served.describe(token)}  {item['score']:.3f}")
     return 0
+
+
+def _raw_id(text: str, ids: object) -> int | str:
+    """An id given on the command line as the model's ids are: an integer where they are integers."""
+    integers = getattr(ids, "dtype", None) is not None and ids.dtype.kind in "iu"  # type: ignore[attr-defined]
+    return int(text) if integers and text.lstrip("-").isdigit() else text
 
 
 def _recommend_all_users(args: argparse.Namespace) -> int:
