@@ -51,6 +51,17 @@ def real_ml1m() -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_movielens() -> Path:
+    """The folder holding the real ml-latest-small/ and ml-100k/ (RECPLUG_DATA_DIR or ../shared/data); skips when
+    absent (fails in CI)."""
+    base = Path(os.environ.get("RECPLUG_DATA_DIR") or SHARED_DATA)
+    if (base / "ml-latest-small" / "ratings.csv").is_file() and (base / "ml-100k" / "u.data").is_file():
+        return base
+    skip_or_fail(f"real ml-latest-small and ml-100k not found in {base} (set RECPLUG_DATA_DIR to their folder)")
+    raise AssertionError("unreachable")
+
+
+@pytest.fixture(scope="session")
 def chromium() -> str:
     """Debian's headless chromium (installed by .ci/run); skips when absent (fails in CI)."""
     found = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -62,7 +73,8 @@ def chromium() -> str:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Every test that reads the real data says so with the ``realdata`` marker (``-m "not realdata"`` works)."""
     unmarked = [item.nodeid for item in items
-                if "real_ml1m" in getattr(item, "fixturenames", ()) and item.get_closest_marker("realdata") is None]
+                if {"real_ml1m", "real_movielens"} & set(getattr(item, "fixturenames", ()))
+                and item.get_closest_marker("realdata") is None]
     if unmarked:
         raise pytest.UsageError("tests using real data without @pytest.mark.realdata: " + ", ".join(unmarked))
 

@@ -246,3 +246,14 @@ ks = [5]
     bad = run_cli("data", "describe", str(spec), "--set", 'dataset.events.columns.item="skuu"', cwd=tmp_path)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().count("\n") == 0 and "no column 'skuu'" in bad.stderr and "clicks.csv" in bad.stderr
+    ran = run_cli("-q", "run", str(spec), "--set", "splits.leave_one_out={}", "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["data"]["dataset"] == "events" and results["data"]["unknown_items"]["rows"] == 0
+    assert results["protocols"]["temporal"]["splitter"] == "temporal"
+    env = {"RECPLUG_REGISTRY": str(tmp_path / "registry")}
+    answer = run_cli("recommend", "mine-most-popular-temporal", "--user", "v001", "-k", "3", "--format", "json", env=env)
+    assert answer.returncode == 0, answer.stderr
+    recommended = json.loads(answer.stdout)
+    assert recommended["user"] == "v001" and all(r["item_id"].startswith("sku-") for r in recommended["recommendations"])
+    assert {h["item_id"] for h in recommended["history"]}.isdisjoint(r["item_id"] for r in recommended["recommendations"])
