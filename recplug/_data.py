@@ -41,6 +41,11 @@ def parse_moment(text: str, unit: str) -> int:
     if moment.tzinfo is not None:
         moment = moment.tz_convert("UTC").tz_localize(None)
     return int(moment.value // (1_000_000_000 // TICKS_PER_SECOND[unit]))
+
+
+def format_moment(ticks: int, unit: str) -> str:
+    """An integer timestamp in ``unit`` (``s`` or ``ms``) as ISO 8601 to the second, UTC: ``2000-12-02T14:52:18``."""
+    return pd.Timestamp(int(ticks), unit=unit).floor("s").isoformat()
 FEATURE_KINDS: tuple[FeatureKind, ...] = ("categorical", "multi", "numeric", "text")
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._components import RunContext
-from ._data import Interactions
+from ._data import Interactions, format_moment
 from ._plugin_manager import PluginManager
 from ._spec import ExperimentSpec
 from ._split import EvalCases, Split
@@ -72,7 +72,7 @@ def describe_split(data: Interactions, split: Split) -> dict[str, Any]:
             "test_users_without_training_interactions": _share(~train_users[np.unique(test.users)]),
         },
         "future_leak": {
-            "latest_training_interaction": _iso(latest_training, data.time_unit) if latest_training is not None else None,
+            "latest_training_interaction": format_moment(latest_training, data.time_unit) if latest_training is not None else None,
             "test_cases_before_it": before,
             "share_of_test_cases": before / max(len(test), 1),
         },
@@ -93,11 +93,7 @@ def _span(times: np.ndarray, unit: str) -> dict[str, Any]:
         return {}
     first, last = int(times.min()), int(times.max())
     seconds = (last - first) / (1000 if unit == "ms" else 1)
-    return {"first": _iso(first, unit), "last": _iso(last, unit), "days": round(seconds / 86400, 1), "unit": unit}
-
-
-def _iso(ticks: int, unit: str) -> str:
-    return str(np.datetime64(int(ticks), unit).astype("datetime64[s]"))
+    return {"first": format_moment(first, unit), "last": format_moment(last, unit), "days": round(seconds / 86400, 1), "unit": unit}
 
 
 def description_text(description: dict[str, Any]) -> str:

@@ -379,7 +379,7 @@ class ServedModel:
             longest = int((end - start).max(initial=1)) or 1
             yield users, gather_histories(vocab, start, end, min(longest, max_history))
 
-    def history(self, user_id: int) -> list[int]:
+    def history(self, user_id: Any) -> list[Any]:
         """The raw item ids the user interacted with, oldest first."""
         return self.vocab.item_ids[self.vocab.sequence(self._user_token(user_id))].tolist()
 
@@ -397,7 +397,7 @@ class ServedModel:
         if user_id is not None and user_features is not None:
             raise RecplugError("user features describe a new user: give them with a history, not a user id")
         user = self._user_token(user_id) if user_id is not None else -1
-        raw_history = history if history is not None else self.history(user_id)  # type: ignore[arg-type]
+        raw_history = history if history is not None else self.history(user_id)
         features = pd.DataFrame([user_features]) if user_features is not None else None
         top, scores = self.recommend_tokens([user], [self.item_tokens(raw_history)], k, new_user_features=features)
         ids = self.vocab.item_ids[top[0].numpy()].tolist()

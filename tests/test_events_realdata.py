@@ -52,6 +52,7 @@ def test_events_reads_movielens_exactly_like_the_movielens_plugin(real_movielens
         run = run_experiment(parse_spec(spec(dataset), plugins), plugins, run_dir=tmp_path / name)
         results[name] = run.results
     from recplug_events import Events, EventsOptions
+
     from recplug._config import structure
 
     data = Events(structure(events_table(real_movielens, variant), EventsOptions, "events")).load(RunContext())

@@ -5,8 +5,8 @@ import pytest
 
 from recplug._components import RunContext
 from recplug._data import build_interactions
-from recplug._split import gather_histories
 from recplug._errors import SpecError
+from recplug._split import gather_histories
 from recplug_splits import (
     LastN,
     LastNOptions,

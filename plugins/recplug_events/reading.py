@@ -96,7 +96,7 @@ def file_columns(path: Path, fmt: FileFormat, separator: str | None, names: list
         if fmt == "parquet":
             return list(pa.parquet.read_schema(path).names)
         if fmt == "jsonl":
-            with pa.json.open_json(path) as reader:  # type: ignore[attr-defined]
+            with pa.json.open_json(path) as reader:
                 return list(reader.schema.names)
         with pa.csv.open_csv(path, parse_options=pa.csv.ParseOptions(delimiter=_delimiter(fmt, separator)),
                              read_options=pa.csv.ReadOptions(block_size=1 << 20)) as reader:  # fmt: skip
@@ -117,7 +117,6 @@ def tokenise(column: Any, what: str, where: str) -> tuple[np.ndarray, np.ndarray
     """``(vocabulary, tokens)`` of an id column: the distinct ids sorted (int64, or a numpy text array; a column
     whose every id is a plain integer is read as integers) and each row's index into them (int32)."""
     pa = pyarrow_modules()
-    pc = pa.compute
     _no_missing(column, f"{what} id", where)
     if pa.types.is_integer(column.type):
         values = column.to_numpy()
@@ -182,7 +181,7 @@ def timestamps(column: Any, unit: TimeUnit, where: str) -> tuple[np.ndarray, str
         if pa.types.is_floating(column.type):
             return np.round(column.to_numpy()).astype(np.int64), unit
         if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-            raise DataError(f"the time column holds dates or times, not numbers: set time_unit = \"iso\"", where=where)
+            raise DataError("the time column holds dates or times, not numbers: set time_unit = \"iso\"", where=where)
         numbers = _numbers(column, "time", where)
         return np.round(numbers).astype(np.int64), unit
     if pa.types.is_date(column.type):

@@ -12,7 +12,18 @@ from typing import Literal
 import attrs
 import numpy as np
 
-from recplug.api import EvalCases, Interactions, RunContext, Split, Splitter, SpecError, TrainView, hookimpl, parse_moment
+from recplug.api import (
+    EvalCases,
+    Interactions,
+    RunContext,
+    SpecError,
+    Split,
+    Splitter,
+    TrainView,
+    format_moment,
+    hookimpl,
+    parse_moment,
+)
 
 
 @attrs.frozen
@@ -276,8 +287,8 @@ class Temporal(Splitter):
         test_cut = self._cut(times, o.test_start, o.test_quantile, unit)
         validation_cut = self._cut(times, o.validation_start, o.validation_quantile, unit)
         if validation_cut >= test_cut:
-            raise SpecError(f"the validation period starts at or after the test period ({_iso(validation_cut, unit)} "
-                            f">= {_iso(test_cut, unit)})", where="splits.temporal")  # fmt: skip
+            raise SpecError(f"the validation period starts at or after the test period ({format_moment(validation_cut, unit)} "
+                            f">= {format_moment(test_cut, unit)})", where="splits.temporal")  # fmt: skip
         position = np.arange(data.n_interactions, dtype=np.int64)
         has_history = position - np.repeat(data.offsets[:-1], data.lengths) >= o.min_history
         visible = times < validation_cut
@@ -287,15 +298,15 @@ class Temporal(Splitter):
         validation = self._cases(data, ~visible & (times < test_cut) & has_history)
         test = self._cases(data, (times >= test_cut) & has_history)
         if len(test) == 0:
-            raise SpecError(f"no interaction falls in the test period (from {_iso(test_cut, unit)}; the data ends "
-                            f"{_iso(int(times.max(initial=0)), unit)})", where="splits.temporal")  # fmt: skip
+            raise SpecError(f"no interaction falls in the test period (from {format_moment(test_cut, unit)}; the data ends "
+                            f"{format_moment(int(times.max(initial=0)), unit)})", where="splits.temporal")  # fmt: skip
         trained_users = np.zeros(data.n_users, dtype=bool)
         trained_users[data.user_of[visible]] = True
         protocol = {
             "splitter": "temporal",
             **attrs.asdict(o),
-            "validation_from": _iso(validation_cut, unit),
-            "test_from": _iso(test_cut, unit),
+            "validation_from": format_moment(validation_cut, unit),
+            "test_from": format_moment(test_cut, unit),
             "training_interactions": int(visible.sum()),
             "validation_cases": len(validation),
             "test_users": int(len(np.unique(test.users))),
@@ -317,10 +328,6 @@ class Temporal(Splitter):
             users = data.user_of[positions]
             positions = positions[np.concatenate([[True], users[1:] != users[:-1]])]
         return _cases_at(data, positions)
-
-
-def _iso(ticks: int, unit: str) -> str:
-    return str(np.datetime64(int(ticks), unit).astype("datetime64[s]"))
 
 
 @hookimpl
