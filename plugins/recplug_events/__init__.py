@@ -144,9 +144,10 @@ class Events(Dataset):
             rows, item_ids, item_info, source["unknown_items"] = self._with_table(o.items, "item", rows, item_ids)
             rows, user_ids, user_info, source["unknown_users"] = self._with_table(o.users, "user", rows, user_ids)
             rows, source["filters"] = clean(rows, o.filters, unit, len(user_ids), len(item_ids))
-            rows, user_ids, user_info = _compact(rows, user_ids, user_info, "users", keep_all=False)
-            keep_items = o.items is not None and o.items.all_rows
-            rows, item_ids, item_info = _compact(rows, item_ids, item_info, "items", keep_all=keep_items)
+            if len(rows) < source["rows_read"]:  # ids no row mentions any more leave the vocabularies
+                rows, user_ids, user_info = _compact(rows, user_ids, user_info, "users", keep_all=False)
+                keep_items = o.items is not None and o.items.all_rows
+                rows, item_ids, item_info = _compact(rows, item_ids, item_info, "items", keep_all=keep_items)
             options = json.dumps(attrs.asdict(o, recurse=True, filter=lambda a, v: a.name not in ("path", "cache")),
                                  sort_keys=True)  # fmt: skip
             fingerprint = hashlib.sha256((options + "".join(hashes.result())).encode()).hexdigest()
