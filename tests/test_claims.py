@@ -47,6 +47,29 @@ def test_popularity_tables_are_pinned(real_ml1m: Path, plugins, tmp_path: Path) 
         assert got == expected, f"{key}: {dict(zip(METRICS, got))} != {dict(zip(METRICS, expected))}"
 
 
+PROTOCOL_TABLE = {  # most-popular under each protocol (docs/evaluation.rst): test cases, ndcg, hit_rate, mrr, coverage @10
+    "leave_one_out": (6040, 0.0180, 0.0369, 0.0124, 0.0537),
+    "last_n": (30200, 0.0203, 0.0410, 0.0141, 0.0530),
+    "ratio": (197656, 0.0172, 0.0351, 0.0119, 0.0548),
+    "temporal": (99992, 0.0203, 0.0408, 0.0142, 0.0538),
+    "seed_windows": (99417, 0.0135, 0.0280, 0.0091, 0.0041),
+}
+
+
+def test_the_protocol_table_is_pinned(real_ml1m: Path, plugins, tmp_path: Path) -> None:
+    from recplug._describe import describe
+
+    data = apply_overrides(read_toml(REPO / "examples" / "ml1m-protocols.toml"), [f'dataset.movielens.data_dir="{real_ml1m}"'])
+    spec = parse_spec(data, plugins)
+    result = run_experiment(spec, plugins, run_dir=tmp_path / "run")
+    measured = {split: [result.results["protocols"][split]["test_cases"]] for split in PROTOCOL_TABLE}
+    for row in result.results["rows"]:
+        measured[row["split"]].append(round(row["value"], 4))  # in the spec's metric order
+    assert {split: tuple(values) for split, values in measured.items()} == PROTOCOL_TABLE
+    leaks = {name: s["future_leak"]["share_of_test_cases"] for name, s in describe(spec, plugins)["splits"].items()}
+    assert leaks["temporal"] == 0.0 and min(v for k, v in leaks.items() if k != "temporal") > 0.99
+
+
 SHORT_RUN_BAND = {"ndcg@10": (0.055, 0.075), "hit_rate@10": (0.105, 0.140)}
 """examples/ml1m-loo-fast.toml for 2 epochs (seed 42) measured NDCG@10 0.0626, HR@10 0.1210 (2 min 20 s on the 2-core
 CPU). The same run without the exclusion of seen items measured 0.0389 / 0.0816, an untrained model sits at the
