@@ -37,8 +37,8 @@ def write_log(folder: Path, n_users: int = 30, n_items: int = 40, seed: int = 0)
                           "tags": ["|".join(["red", "blue", "green"][: 1 + i % 3]) for i in range(n_items)],
                           "price": [1.5 * i for i in range(n_items)], "name": [f"Item {i}" for i in range(n_items)]})  # fmt: skip
     items.to_csv(folder / "items.csv", index=False)
-    pd.DataFrame({"visitor": [f"v{u:03d}" for u in range(n_users)], "country": ["FR", "DE", "JP"] * (n_users // 3)}
-                 ).to_csv(folder / "users.csv", index=False)  # fmt: skip
+    pd.DataFrame({"visitor": [f"v{u:03d}" for u in range(n_users)], "country": ["FR", "DE", "JP"] * (n_users // 3),
+                  "household": [1 + u % 4 for u in range(n_users)]}).to_csv(folder / "users.csv", index=False)  # fmt: skip
     return log
 
 
@@ -93,17 +93,20 @@ def test_item_and_user_tables_give_features_of_every_declared_kind(tmp_path: Pat
         tmp_path,
         items={"path": str(tmp_path / "items.csv"), "key": "sku",
                "features": {"brand": "categorical", "tags": "multi", "price": "numeric", "name": "text"}},
-        users={"path": str(tmp_path / "users.csv"), "key": "visitor", "features": {"country": "categorical"}},
+        users={"path": str(tmp_path / "users.csv"), "key": "visitor",
+               "features": {"country": "categorical", "household": "numeric"}},
     ).load(RunContext())  # fmt: skip
     info = data.item_info
     token = int(np.searchsorted(data.item_ids, "sku-5"))
     assert info.record(token) == {"brand": "b1", "tags": ["red", "blue", "green"], "price": 7.5, "name": "Item 5"}
-    assert data.user_info.record(int(np.searchsorted(data.user_ids, "v004"))) == {"country": "DE"}
-    from recplug_transformer import item_feature, user_categories
+    assert data.user_info.record(int(np.searchsorted(data.user_ids, "v004"))) == {"country": "DE", "household": 1}
+    from recplug_transformer import item_feature, user_categories, user_codes
 
     assert item_feature(data, "tags").shape == (data.n_items + 1, 3)  # any declared multi column is a tower input
     assert item_feature(data, "price").shape == (data.n_items + 1, 1)
-    assert user_categories(data, ["country"]) == {"country": ["DE", "FR", "JP"]}
+    categories = user_categories(data, ["country", "household"])  # a numeric column with few values embeds too
+    assert categories == {"country": ["DE", "FR", "JP"], "household": ["1", "2", "3", "4"]}
+    assert user_codes(data, categories)[4].tolist() == [0, 0]  # v004: DE, household 1
 
 
 def test_filters_run_in_order_and_record_what_they_removed(tmp_path: Path) -> None:

@@ -104,8 +104,8 @@ class TransformerOptions:
     user_ids: bool = attrs.field(default=True, metadata={"doc": "Give each user an id embedding in the user tower."})
     user_features: list[str] = attrs.field(
         factory=list,
-        metadata={"doc": "Categorical user metadata columns embedded in the user tower (ML-1M: gender, age, "
-                         "occupation)."},
+        metadata={"doc": "User metadata columns embedded in the user tower: categorical ones, and numeric ones "
+                         "with at most 1,000 distinct values (ML-1M: gender, age, occupation)."},
     )
     item_features: list[str] = attrs.field(
         factory=list,
@@ -147,6 +147,7 @@ class Transformer(Model):
     def build(self, data: Interactions) -> UserTowerTransformer:
         o = self.options
         self.user_categories = user_categories(data, o.user_features) if o.user_features else {}
+        self.user_kinds = {c: data.user_info.kinds[c] for c in o.user_features} if data.user_info is not None else {}
         return UserTowerTransformer(
             n_items=data.n_items, n_users=data.n_users, pad_token=data.pad_token, context=o.context_length,
             dim=o.embedding_dim, layers=o.num_layers, heads=o.num_heads, user_dim=o.user_embedding_dim,
@@ -206,7 +207,8 @@ class Transformer(Model):
         missing = [c for c in self.options.user_features if c not in features]
         if missing:
             raise RecplugError(f"this model needs the user feature(s) {', '.join(missing)} for a new user")
-        codes = [_category_codes(features[c], self.user_categories[c], c) for c in self.options.user_features]
+        codes = [_category_codes(features[c], self.user_categories[c], c, self.user_kinds[c])
+                 for c in self.options.user_features]  # fmt: skip
         users = torch.full((len(histories),), -1, dtype=torch.int64)
         return self._score(users, histories, torch.from_numpy(np.stack(codes, axis=1)))
 
@@ -285,29 +287,51 @@ def item_feature(data: Interactions, column: str) -> torch.Tensor:
 
 
 def user_categories(data: Interactions, columns: list[str]) -> dict[str, list[str]]:
-    """The sorted values (as text) of each categorical user feature: code ``i`` is value ``i``."""
+    """The sorted values (as text) of each user feature: code ``i`` is value ``i``. Categorical columns, and
+    numeric ones with at most ``MAX_NUMERIC_VALUES`` distinct values (an age, a household size), embed as
+    categories; a numeric column with more values must be binned first (declared as a categorical band)."""
     info = data.user_info
     if info is None:
         raise RecplugError("user_features need user metadata, which this dataset lacks")
-    wrong = [c for c in columns if info.kinds.get(c) != "categorical"]
+    declared = ", ".join(f"{c} ({k})" for c, k in info.kinds.items())
+    wrong = [c for c in columns if info.kinds.get(c) not in ("categorical", "numeric")]
     if wrong:
-        declared = ", ".join(f"{c} ({k})" for c, k in info.kinds.items())
-        raise RecplugError(f"user_features must be categorical user metadata columns; not {', '.join(wrong)} "
-                           f"(declared: {declared})")  # fmt: skip
-    return {c: info.codes(c)[1] for c in columns}
+        raise RecplugError(f"user_features must be categorical or numeric user metadata columns; not "
+                           f"{', '.join(wrong)} (declared: {declared})")  # fmt: skip
+    categories = {c: sorted(set(_category_text(info.frame[c], info.kinds[c]))) for c in columns}
+    many = [c for c in columns if info.kinds[c] == "numeric" and len(categories[c]) > MAX_NUMERIC_VALUES]
+    if many:
+        raise RecplugError(f"user_features: the numeric column {many[0]!r} has {len(categories[many[0]])} distinct "
+                           f"values (at most {MAX_NUMERIC_VALUES} embed as categories): declare a binned copy of "
+                           "it as a categorical column")  # fmt: skip
+    return categories
+
+
+MAX_NUMERIC_VALUES = 1000
+
+
+def _category_text(values: pd.Series, kind: str) -> pd.Series:
+    """Values as category text; numbers in one form whatever their type (25, 25.0 and "25" are all "25")."""
+    if kind != "numeric":
+        return values.astype(str)
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    return pd.Series([str(int(v)) if np.isfinite(v) and v == int(v) else str(v) for v in numbers], index=values.index)
 
 
 def user_codes(data: Interactions, categories: dict[str, list[str]]) -> torch.Tensor:
-    """``[n_users, len(categories)]`` integer codes of categorical user features (see :func:`user_categories`)."""
-    frame = data.user_info.frame if data.user_info is not None else pd.DataFrame()
-    codes = [_category_codes(frame[c], values, c) for c, values in categories.items()]
+    """``[n_users, len(categories)]`` integer codes of the user features (see :func:`user_categories`)."""
+    info = data.user_info
+    if info is None:
+        raise RecplugError("user_features need user metadata, which this dataset lacks")
+    codes = [_category_codes(info.frame[c], values, c, info.kinds[c]) for c, values in categories.items()]
     return torch.from_numpy(np.stack(codes, axis=1))
 
 
-def _category_codes(values: pd.Series, categories: list[str], name: str) -> np.ndarray:
-    codes = pd.Index(categories).get_indexer(values.astype(str)).astype(np.int64)
+def _category_codes(values: pd.Series, categories: list[str], name: str, kind: str) -> np.ndarray:
+    text = _category_text(values, kind)
+    codes = pd.Index(categories).get_indexer(text).astype(np.int64)
     if (codes < 0).any():
-        unknown = sorted(set(values.astype(str)[codes < 0]))
+        unknown = sorted(set(text[codes < 0]))
         raise RecplugError(f"unknown {name} value(s) {', '.join(unknown)} (known: {', '.join(categories)})")
     return codes
 
