@@ -19,12 +19,10 @@ import numpy as np
 import pytest
 
 pa = pytest.importorskip("pyarrow")
-import pyarrow.csv  # noqa: E402
-import pyarrow.parquet  # noqa: E402
+from recplug_events import Events, EventsOptions  # noqa: E402
 
 from recplug._components import RunContext  # noqa: E402
 from recplug._config import structure  # noqa: E402
-from recplug_events import Events, EventsOptions  # noqa: E402
 
 ROWS = int(os.environ.get("RECPLUG_BENCH_EVENT_ROWS", "25000000"))
 USERS, ITEMS = 162_541, 59_047
