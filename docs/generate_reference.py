@@ -3,6 +3,7 @@ component) and the CLI reference (from the argparse parser) before each build, s
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 
@@ -13,14 +14,15 @@ GENERATED = Path(__file__).resolve().parent / "_generated"
 
 def _type_name(tp: object) -> str:
     text = tp.__name__ if isinstance(tp, type) else str(tp)
-    return text.replace("typing.", "").replace("NoneType", "None")
+    return re.sub(r"\b[a-z_]+\.", "", text).replace("NoneType", "None")  # typing.X, recplug_events.tables.X -> X
 
 
 def _default(field: attrs.Attribute) -> str:
     if field.default is attrs.NOTHING:
         return "*required*"
     if isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
-        return f"``{field.default.factory()!r}``"
+        value = field.default.factory()
+        return "the table's defaults (below)" if attrs.has(type(value)) else f"``{value!r}``"
     return f"``{field.default!r}``"
 
 
@@ -32,10 +34,15 @@ def options_table(cls: type, title: str, underline: str = "~") -> str:
         return "\n".join(lines + ["No options.", ""])
     lines += [".. list-table::", "   :header-rows: 1", "   :widths: 20 25 20 35", "",
               "   * - key", "     - type", "     - default", "     - meaning"]  # fmt: skip
+    nested = []
     for f in fields:
         doc = f.metadata.get("doc", "")
         lines += [f"   * - ``{f.name}``", f"     - ``{_type_name(f.type)}``", f"     - {_default(f)}", f"     - {doc}"]
-    return "\n".join(lines + [""])
+        nested += [(f.name, tp) for tp in (f.type, *typing.get_args(f.type)) if attrs.has(tp)]
+    lines.append("")
+    for name, tp in nested:  # option tables inside options (an events dataset's columns, items, filters)
+        lines.append(options_table(tp, f"``{name}`` (a table in the one above)", "^"))
+    return "\n".join(lines)
 
 
 def spec_reference() -> str:
