@@ -19,6 +19,9 @@ import numpy as np
 import pytest
 
 pa = pytest.importorskip("pyarrow")
+pa_csv = pytest.importorskip("pyarrow.csv")
+pa_parquet = pytest.importorskip("pyarrow.parquet")
+
 from recplug_events import Events, EventsOptions  # noqa: E402
 
 from recplug._components import RunContext  # noqa: E402
@@ -34,21 +37,24 @@ ROUNDS = 3
 
 @pytest.fixture(scope="module")
 def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_logs(tmp_path_factory.mktemp("events-bench"), ROWS)
+
+
+def write_logs(folder: Path, rows: int) -> dict[str, Path]:
     """clicks.csv and clicks.parquet: the same rows, text ids ("u123", "sku-4567"), in time order."""
-    folder = tmp_path_factory.mktemp("events-bench")
     rng = np.random.default_rng(0)
     users = pa.array([f"u{i}" for i in range(USERS)])
     items = pa.array([f"sku-{i}" for i in range(ITEMS)])
-    item_index = (rng.zipf(1.3, ROWS) - 1) % ITEMS  # a long tail, as real catalogues have
+    item_index = (rng.zipf(1.3, rows) - 1) % ITEMS  # a long tail, as real catalogues have
     table = pa.table({
-        "visitor": users.take(pa.array(rng.integers(0, USERS, ROWS).astype(np.int32))),
+        "visitor": users.take(pa.array(rng.integers(0, USERS, rows).astype(np.int32))),
         "sku": items.take(pa.array(item_index.astype(np.int32))),
-        "ts": np.sort(1_500_000_000_000 + rng.integers(0, 5 * 365 * 86_400_000, ROWS)),
-        "stars": rng.integers(1, 6, ROWS).astype(np.int8),
+        "ts": np.sort(1_500_000_000_000 + rng.integers(0, 5 * 365 * 86_400_000, rows)),
+        "stars": rng.integers(1, 6, rows).astype(np.int8),
     })  # fmt: skip
     paths = {"csv": folder / "clicks.csv", "parquet": folder / "clicks.parquet"}
-    pa.csv.write_csv(table, paths["csv"])
-    pa.parquet.write_table(table, paths["parquet"])
+    pa_csv.write_csv(table, paths["csv"])
+    pa_parquet.write_table(table, paths["parquet"])
     return paths
 
 
@@ -59,7 +65,7 @@ def events(path: Path, cache: bool = False) -> Events:
 
 
 def read_alone(path: Path) -> object:
-    return pa.csv.read_csv(path) if path.suffix == ".csv" else pa.parquet.read_table(path)
+    return pa_csv.read_csv(path) if path.suffix == ".csv" else pa_parquet.read_table(path)
 
 
 @pytest.mark.slow
