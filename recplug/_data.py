@@ -287,14 +287,15 @@ def interactions_from_tokens(
     of exact (user, item, timestamp) duplicates the first row is kept (the number dropped is recorded in source)."""
     source = dict(source or {})
     order = user_time_order(users, timestamps)
-    users, items, timestamps = users[order], items[order], timestamps[order]
+    counts = np.bincount(users, minlength=len(user_ids))
+    users = np.repeat(np.arange(len(user_ids), dtype=np.int32), counts)  # = users[order], without a gather
+    items, timestamps, ratings = items[order], timestamps[order], ratings[order]
     duplicate = _repeated_rows(users, items, timestamps)
-    ratings = ratings[order]
     if duplicate is not None:
         keep = ~duplicate
         source["duplicate_rows_dropped"] = int(duplicate.sum())
         users, items, ratings, timestamps = users[keep], items[keep], ratings[keep], timestamps[keep]
-    counts = np.bincount(users, minlength=len(user_ids))
+        counts = np.bincount(users, minlength=len(user_ids))
     offsets = np.zeros(len(user_ids) + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     return Interactions(
@@ -347,13 +348,15 @@ def user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
     n = len(timestamps)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    users = np.asarray(users, dtype=np.int64)
+    users = np.array(users, dtype=np.int64)  # a copy: the keys are built in it
     relative = np.asarray(timestamps, dtype=np.int64) - int(np.min(timestamps))
     user_bits, time_bits, row_bits = int(users.max()).bit_length(), int(relative.max()).bit_length(), (n - 1).bit_length()
     if user_bits + time_bits + row_bits <= 63:
         return _sorted_rows((users << (time_bits + row_bits)) | (relative << row_bits), row_bits)
     if user_bits + row_bits <= 63 and bool((relative[1:] >= relative[:-1]).all()):
-        return _sorted_rows(users << row_bits, row_bits)
+        del relative
+        users <<= row_bits
+        return _sorted_rows(users, row_bits)
     if max(user_bits, time_bits) + row_bits <= 63:
         by_time = _sorted_rows(relative << row_bits, row_bits)
         return by_time[_sorted_rows(users[by_time] << row_bits, row_bits)]
@@ -361,10 +364,12 @@ def user_time_order(users: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
 
 
 def _sorted_rows(keys: np.ndarray, row_bits: int) -> np.ndarray:
-    """The rows in order of ``keys`` (which hold no row bits yet), ties in row order."""
+    """The rows in order of ``keys`` (which hold no row bits yet), ties in row order. Works in place: ``keys``
+    becomes the result."""
     keys |= np.arange(len(keys), dtype=np.int64)
     keys.sort()
-    return keys & ((1 << row_bits) - 1)
+    keys &= (1 << row_bits) - 1
+    return keys
 
 
 def _repeated_rows(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray | None:

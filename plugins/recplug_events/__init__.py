@@ -39,7 +39,16 @@ from recplug.api import (
 )
 
 from .cleaning import Filters, Rows, clean
-from .reading import FileFormat, TimeUnit, file_format, numbers, read_columns, timestamps, tokenise
+from .reading import (
+    FileFormat,
+    TimeUnit,
+    file_format,
+    numbers,
+    read_columns,
+    release_arrow_memory,
+    timestamps,
+    tokenise,
+)
 from .tables import TableOptions, describe_unknown, feature_table, in_table, read_table, with_table_ids
 
 CACHE_VERSION = 1
@@ -128,16 +137,19 @@ class Events(Dataset):
         c = o.columns
         wanted = list(dict.fromkeys([c.user, c.item, c.time, *([c.rating] if c.rating else [])]))
         where = lambda column: f"{path} column {column!r}"  # noqa: E731
-        with ThreadPoolExecutor(max_workers=1) as pool:  # hashlib releases the GIL: hash while parsing
-            hashes = pool.submit(lambda: [_sha256(p) for p in self.files()])
-            table = read_columns(path, fmt, wanted, ids=[c.user, c.item], separator=o.separator, names=o.names or None,
-                                 text=[c.time] if o.time_unit == "iso" else [])  # fmt: skip
-            user_ids, users = tokenise(table.column(c.user), "user", where(c.user))
-            item_ids, items = tokenise(table.column(c.item), "item", where(c.item))
+        table = read_columns(path, fmt, wanted, separator=o.separator, names=o.names or None,
+                             text=[c.user, c.item, *([c.time] if o.time_unit == "iso" else [])])  # fmt: skip
+        release_arrow_memory()  # the reader's buffers: without this, its transient peak stays resident
+        with ThreadPoolExecutor(max_workers=2) as pool:  # pyarrow, numpy and hashlib release the GIL
             times, unit = timestamps(table.column(c.time), o.time_unit, where(c.time))
-            ratings = (numbers(table.column(c.rating), "rating", where(c.rating)).astype(np.float32) if c.rating
-                       else np.ones(len(users), dtype=np.float32))  # fmt: skip
+            ratings = (numbers(table.column(c.rating), "rating", where(c.rating)) if c.rating
+                       else np.ones(len(table), dtype=np.float32))  # fmt: skip
+            (user_ids, users), (item_ids, items) = tokenise(
+                [(table.column(c.user), "user", where(c.user)), (table.column(c.item), "item", where(c.item))], pool
+            )
             del table
+            release_arrow_memory()
+            hashes = pool.submit(lambda: [_sha256(p) for p in self.files()])  # beside the one-core work below
             rows = Rows(users, items, ratings, times)
             source: dict[str, Any] = {"dataset": "events", "path": str(path), "format": fmt, "time_unit": unit,
                                       "rows_read": len(rows)}  # fmt: skip
@@ -148,13 +160,14 @@ class Events(Dataset):
                 rows, user_ids, user_info = _compact(rows, user_ids, user_info, "users", keep_all=False)
                 keep_items = o.items is not None and o.items.all_rows
                 rows, item_ids, item_info = _compact(rows, item_ids, item_info, "items", keep_all=keep_items)
+            data = interactions_from_tokens(
+                rows.users, rows.items, rows.ratings, rows.timestamps, user_ids=user_ids, item_ids=item_ids,
+                fingerprint="", item_info=item_info, user_info=user_info, source=source,
+            )  # fmt: skip
             options = json.dumps(attrs.asdict(o, recurse=True, filter=lambda a, v: a.name not in ("path", "cache")),
                                  sort_keys=True)  # fmt: skip
             fingerprint = hashlib.sha256((options + "".join(hashes.result())).encode()).hexdigest()
-        return interactions_from_tokens(
-            rows.users, rows.items, rows.ratings, rows.timestamps, user_ids=user_ids, item_ids=item_ids,
-            fingerprint=fingerprint, item_info=item_info, user_info=user_info, source=source,
-        )  # fmt: skip
+        return attrs.evolve(data, fingerprint=fingerprint)
 
     def _with_table(
         self, options: TableOptions | None, what: str, rows: Rows, vocabulary: np.ndarray

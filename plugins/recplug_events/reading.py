@@ -1,13 +1,14 @@
 """Reading an event log or a metadata table with pyarrow: CSV/TSV, Parquet and JSON lines, only the columns named.
 
-Ids are dictionary-encoded as they are read (CSV in 64 MB blocks, parsed on every core), so turning them into
-tokens costs one pass over the few distinct values, not over every row. Every problem is one :class:`DataError`
+Id columns are read as text (so that ``007`` stays ``007``) and dictionary-encoded, the user and the item column
+on a core each; the tokens are then the sorted dictionary's ranks. Every problem is one :class:`DataError`
 naming the file and the column, row or line.
 """
 
 from __future__ import annotations
 
 import difflib
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,9 +19,8 @@ from recplug.api import DataError
 FileFormat = Literal["csv", "tsv", "parquet", "jsonl"]
 SUFFIXES: dict[str, FileFormat] = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
                                    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}  # fmt: skip
-BLOCK_SIZE = 64 << 20
-"""CSV bytes per parsed block: large enough that the blocks' id dictionaries overlap little, small enough that
-every core gets blocks."""
+BLOCK_SIZE = 16 << 20
+"""CSV bytes per parsed block (pyarrow's default is 1 MB): measured fastest on a 25M-row log."""
 
 
 def pyarrow_modules() -> Any:
@@ -52,13 +52,12 @@ def read_columns(
     fmt: FileFormat,
     columns: list[str],
     *,
-    ids: list[str] = (),  # type: ignore[assignment]
     separator: str | None = None,
     names: list[str] | None = None,
     text: list[str] = (),  # type: ignore[assignment]
 ) -> Any:
-    """A pyarrow Table of ``columns`` from ``path``; the ``ids`` columns dictionary-encoded, the ``text`` columns
-    read as strings (no type guessing). ``names`` name the columns of a CSV file without a header row."""
+    """A pyarrow Table of ``columns`` from ``path``; in a CSV file, the ``text`` columns are read as strings (no
+    type guessing). ``names`` name the columns of a CSV file without a header row."""
     pa = pyarrow_modules()
     if not path.is_file():
         raise DataError("file not found" if not path.exists() else "not a file", where=str(path))
@@ -68,10 +67,9 @@ def read_columns(
         hint = difflib.get_close_matches(missing[0], available, n=1)
         raise DataError(f"no column {missing[0]!r}{f' (did you mean {hint[0]!r}?)' if hint else ''}; the file has: "
                         f"{', '.join(available)}", where=str(path))  # fmt: skip
-    dictionary = pa.dictionary(pa.int32(), pa.string())
     try:
         if fmt in ("csv", "tsv"):
-            types = {**{c: pa.string() for c in text}, **{c: dictionary for c in ids}}
+            types = {c: pa.string() for c in text}
             return pa.csv.read_csv(
                 path,
                 read_options=pa.csv.ReadOptions(block_size=BLOCK_SIZE, column_names=names or None),
@@ -113,27 +111,66 @@ def _arrow_message(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def tokenise(column: Any, what: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(vocabulary, tokens)`` of an id column: the distinct ids sorted (int64, or a numpy text array; a column
-    whose every id is a plain integer is read as integers) and each row's index into them (int32)."""
+def tokenise(columns: list[tuple[Any, str, str]], pool: Executor) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(vocabulary, tokens)`` of each ``(column, what, where)`` id column: the distinct ids sorted (int64, or a
+    numpy text array; a column whose every id is a plain integer is read as integers) and each row's index into
+    them (int32). Text is hashed in halves of each column, all halves at once on ``pool``'s threads."""
     pa = pyarrow_modules()
-    _no_missing(column, f"{what} id", where)
+    for column, what, where in columns:
+        _no_missing(column, f"{what} id", where)
+        if not (pa.types.is_integer(column.type) or pa.types.is_string(column.type)
+                or pa.types.is_large_string(column.type) or pa.types.is_dictionary(column.type)):  # fmt: skip
+            raise DataError(f"{what} ids must be integers or text, not {column.type}", where=where)
+    encoded = [[pool.submit(_encoded, half) for half in _halves(column)] for column, _, _ in columns]
+    return [_tokens(*_merged([part.result() for part in parts])) for parts in encoded]
+
+
+def _halves(column: Any) -> list[Any]:
+    """The chunks of a text column in two halves (hashed in parallel); any other column whole."""
+    pa = pyarrow_modules()
+    if column.num_chunks < 2 or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return [column]
+    middle = column.num_chunks // 2
+    return [pa.chunked_array(column.chunks[:middle], column.type), pa.chunked_array(column.chunks[middle:], column.type)]
+
+
+def _encoded(column: Any) -> tuple[np.ndarray, Any]:
+    """``(indices, dictionary)``: int64 row values with no dictionary (small non-negative integers, which need no
+    hashing), else int32 indices into the column's distinct values."""
+    pa = pyarrow_modules()
     if pa.types.is_integer(column.type):
         values = column.to_numpy()
-        if len(values) and values.min() >= 0 and values.max() < 50_000_000:  # a lookup table beats hashing
-            present = np.zeros(int(values.max()) + 1, dtype=bool)
-            present[values] = True
-            vocabulary = np.flatnonzero(present)
-            token_of = np.cumsum(present, dtype=np.int32) - 1
-            return vocabulary.astype(np.int64), token_of[values]
-        column = column.dictionary_encode()
-    elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        column = column.dictionary_encode()
-    elif not pa.types.is_dictionary(column.type):
-        raise DataError(f"{what} ids must be integers or text, not {column.type}", where=where)
-    column = column.unify_dictionaries()
-    dictionary = column.chunk(0).dictionary if column.num_chunks else pa.array([], pa.string())
-    indices = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in column.chunks]) if column.num_chunks else np.zeros(0, np.int32)
+        if not len(values) or (values.min() >= 0 and values.max() < 50_000_000):
+            return values.astype(np.int64, copy=False), None
+    if pa.types.is_dictionary(column.type):
+        column = column.unify_dictionaries()  # (a Parquet file's dictionaries differ from row group to row group)
+    else:
+        column = column.dictionary_encode()  # one hash table for all chunks: every chunk has its whole dictionary
+    if column.num_chunks == 0:
+        return np.zeros(0, dtype=np.int32), pa.array([], pa.string())
+    indices = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in column.chunks])
+    return indices.astype(np.int32, copy=False), column.chunk(column.num_chunks - 1).dictionary
+
+
+def _merged(parts: list[tuple[np.ndarray, Any]]) -> tuple[np.ndarray, Any]:
+    """One ``(indices, dictionary)`` of a column encoded in parts (the parts' dictionaries unified)."""
+    if len(parts) == 1:
+        return parts[0]
+    pa = pyarrow_modules()
+    arrays = [pa.DictionaryArray.from_arrays(pa.array(indices), dictionary) for indices, dictionary in parts]
+    unified = pa.chunked_array(arrays).unify_dictionaries()
+    indices = np.concatenate([c.indices.to_numpy(zero_copy_only=False) for c in unified.chunks])
+    return indices.astype(np.int32, copy=False), unified.chunk(0).dictionary
+
+
+def _tokens(indices: np.ndarray, dictionary: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The sorted vocabulary and the tokens of encoded rows (``dictionary`` None: the rows are the ids)."""
+    if dictionary is None:  # small non-negative integer ids: a lookup table
+        present = np.zeros(int(indices.max(initial=-1)) + 1, dtype=bool)
+        present[indices] = True
+        token_of = np.cumsum(present, dtype=np.int32) - 1
+        return np.flatnonzero(present).astype(np.int64), token_of[indices]
+    pa = pyarrow_modules()
     values = _integers_if_all_are(dictionary, pa)
     if values is None:
         values = np.asarray(dictionary.to_numpy(zero_copy_only=False)).astype(str)
@@ -148,6 +185,7 @@ def _integers_if_all_are(dictionary: Any, pa: Any) -> np.ndarray | None:
     if pa.types.is_integer(dictionary.type):
         return dictionary.to_numpy().astype(np.int64)
     try:
+        pa.compute.cast(dictionary[:100], pa.int64())  # text ids fail here, at once
         numbers = pa.compute.cast(dictionary, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
@@ -206,15 +244,23 @@ def timestamps(column: Any, unit: TimeUnit, where: str) -> tuple[np.ndarray, str
 
 
 def numbers(column: Any, what: str, where: str) -> np.ndarray:
-    """float64 values of a column that must hold numbers (missing values are refused)."""
+    """float32 values of a column that must hold numbers (missing values are refused)."""
     _no_missing(column, what, where)
-    return _numbers(column, what, where)
+    return _numbers(column, what, where).astype(np.float32, copy=False)
+
+
+def release_arrow_memory() -> None:
+    """Hand the memory pyarrow's pool keeps for reuse back to the system (the decoded log is no longer needed)."""
+    pa = pyarrow_modules()
+    pool = pa.default_memory_pool()
+    if hasattr(pool, "release_unused"):
+        pool.release_unused()
 
 
 def _numbers(column: Any, what: str, where: str) -> np.ndarray:
     pa = pyarrow_modules()
     if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        return column.to_numpy().astype(np.float64, copy=False)
+        return column.to_numpy()
     import pandas as pd
 
     values = pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(np.float64)
