@@ -38,7 +38,7 @@ from filelock import FileLock
 from ._components import Recommender
 from ._data import FeatureKind, FeatureTable, Interactions
 from ._errors import RecplugError, SpecError
-from ._paths import check_name, registry_dir
+from ._paths import check_name, file_sha256, registry_dir
 from ._plugin_manager import PluginManager, get_plugin_manager
 from ._spec import ComponentSpec
 from ._version import __version__
@@ -129,7 +129,7 @@ class ModelRegistry:
                 **({"tuning": tuning} if tuning else {}),
                 "data": {**data.source, **data.summary(), "fingerprint_sha256": data.fingerprint},
                 "versions": {"recplug": __version__, "torch": torch.__version__, "python": platform.python_version()},
-                "files": {f: _sha256(staging / f) for f in ("weights.pt", "vocab.npz", "info.json")},
+                "files": {f: file_sha256(staging / f) for f in ("weights.pt", "vocab.npz", "info.json")},
             }
             with self._lock():
                 version = max(self._versions(name), default=0) + 1
@@ -240,7 +240,7 @@ class ModelRegistry:
                     if not folder.is_dir():
                         raise FileNotFoundError(target)  # deleted meanwhile: load() says so
                     raise RegistryError("file is missing", where=str(target))
-                if _sha256(target) != digest:
+                if file_sha256(target) != digest:
                     raise RegistryError("file was modified or truncated (sha256 mismatch); refusing to load it", where=str(target))
         return entry
 
@@ -569,12 +569,4 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
 

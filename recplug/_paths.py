@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -33,3 +34,12 @@ def registry_dir() -> Path:
     if value := os.environ.get("RECPLUG_REGISTRY"):
         return Path(value).expanduser()
     return Path(os.environ.get("XDG_DATA_HOME", "~/.local/share")).expanduser() / "recplug" / "registry"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 16 MB blocks (hashlib releases the GIL: other threads run meanwhile)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(16 << 20):
+            digest.update(block)
+    return digest.hexdigest()

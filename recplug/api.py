@@ -31,7 +31,7 @@ from ._errors import DataError, PluginError, RecplugError, SpecError
 from ._examples import ExampleSource, SequenceChunks, WindowExamples
 from ._hookspecs import PLUGIN_API_VERSION, hookimpl
 from ._metric import Metric, RankedLists
-from ._paths import cache_dir
+from ._paths import cache_dir, file_sha256
 from ._plugin_manager import PluginManager, get_plugin_manager
 from ._registrar import Component, Registrar
 from ._split import EvalCases, Split, TrainView, gather_histories
@@ -67,6 +67,7 @@ __all__ = [
     "WindowExamples",
     "build_interactions",
     "cache_dir",
+    "file_sha256",
     "format_moment",
     "gather_histories",
     "interactions_from_tokens",

@@ -111,7 +111,7 @@ def test_tampered_truncated_and_pickled_files_are_refused(trained) -> None:
 
     weights.write_bytes(pickle.dumps({"x": Exploit()}))
     entry = json.loads((folder / "entry.json").read_text())
-    from recplug._model_registry import _sha256
+    from recplug._paths import file_sha256 as _sha256
 
     entry["files"]["weights.pt"] = _sha256(weights)
     _write_entry(folder / "entry.json", entry)

@@ -32,6 +32,7 @@ from recplug.api import (
     Interactions,
     RunContext,
     cache_dir,
+    file_sha256,
     hookimpl,
     interactions_from_tokens,
     load_interactions,
@@ -149,7 +150,7 @@ class Events(Dataset):
             )
             del table
             release_arrow_memory()
-            hashes = pool.submit(lambda: [_sha256(p) for p in self.files()])  # beside the one-core work below
+            hashes = pool.submit(lambda: [file_sha256(p) for p in self.files()])  # beside the one-core work below
             rows = Rows(users, items, ratings, times)
             source: dict[str, Any] = {"dataset": "events", "path": str(path), "format": fmt, "time_unit": unit,
                                       "rows_read": len(rows)}  # fmt: skip
@@ -211,14 +212,6 @@ def _with_tokens(rows: Rows, what: str, tokens: np.ndarray) -> Rows:
     if what == "item":
         return Rows(rows.users, tokens, rows.ratings, rows.timestamps)
     return Rows(tokens, rows.items, rows.ratings, rows.timestamps)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(16 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @hookimpl
