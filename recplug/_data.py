@@ -375,10 +375,17 @@ def _sorted_rows(keys: np.ndarray, row_bits: int) -> np.ndarray:
 def _repeated_rows(users: np.ndarray, items: np.ndarray, timestamps: np.ndarray) -> np.ndarray | None:
     """In rows ordered by (user, time), the rows repeating an earlier (user, item, timestamp) row; None when none.
 
-    Repeats can only sit within a run of one user's rows at one timestamp, which are rare, so only those are sorted.
+    Two cheap tests first: with no repeated (user, item) pair there can be no repeated row (a table of pairs, when
+    it is small); and repeats can only sit within a run of one user's rows at one timestamp, so only those are sorted.
     """
     if len(users) < 2:
         return None
+    n_pairs = (int(users.max()) + 1) * (int(items.max()) + 1)
+    if n_pairs <= 200_000_000:
+        seen = np.zeros(n_pairs, dtype=bool)
+        seen[users.astype(np.int64) * (int(items.max()) + 1) + items] = True
+        if int(np.count_nonzero(seen)) == len(users):
+            return None
     tie = (users[1:] == users[:-1]) & (timestamps[1:] == timestamps[:-1])
     if not tie.any():
         return None
