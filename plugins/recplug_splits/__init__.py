@@ -41,22 +41,13 @@ class LeaveOneOut(Splitter):
     options: LeaveOneOutOptions
 
     def split(self, data: Interactions, context: RunContext) -> Split:
-        starts, ends = data.offsets[:-1], data.offsets[1:]
-        evaluated = data.lengths >= self.options.min_interactions
-        users = np.flatnonzero(evaluated).astype(np.int64)
-        position = np.arange(data.n_interactions, dtype=np.int64)
-        owner_end = np.repeat(np.where(evaluated, ends - 2, ends), data.lengths)
-        visible = position < owner_end
-        is_first = np.zeros(data.n_interactions, dtype=bool)
-        is_first[starts[data.lengths > 0]] = True
-        train = TrainView(data, visible=visible, is_target=visible & ~is_first)
-        validation = EvalCases(users, starts[users], ends[users] - 2)
-        test = EvalCases(users, starts[users], ends[users] - 1)
+        evaluated = (data.lengths >= self.options.min_interactions).astype(np.int64)
+        train, validation, test = _tail_split(data, evaluated, evaluated)
         protocol = {
             "splitter": "leave_one_out",
             "min_interactions": self.options.min_interactions,
-            "evaluated_users": int(len(users)),
-            "training_only_users": int((~evaluated).sum()),
+            "evaluated_users": int(evaluated.sum()),
+            "training_only_users": int(len(evaluated) - evaluated.sum()),
             "history": "all earlier interactions of the user",
             "seen_items": "all earlier interactions of the user",
         }
@@ -129,18 +120,23 @@ class SeedWindows(Splitter):
 def _tail_split(data: Interactions, n_test: np.ndarray, n_validation: np.ndarray) -> tuple[TrainView, EvalCases, EvalCases]:
     """Per user, the last ``n_test`` interactions are test cases, the ``n_validation`` before them validation cases,
     and the rest training; each case's history is every earlier interaction of its user."""
-    starts, ends = data.offsets[:-1], data.offsets[1:]
+    ends = data.offsets[1:]
     held_out = (n_test + n_validation).astype(np.int64)
     train_end = np.repeat(ends - held_out, data.lengths)
     position = np.arange(data.n_interactions, dtype=np.int64)
     visible = position < train_end
-    is_first = np.zeros(data.n_interactions, dtype=bool)
-    is_first[starts[data.lengths > 0]] = True
     test_end = np.repeat(ends - n_test, data.lengths)
     is_validation = ~visible & (position < test_end)
     is_test = position >= test_end
-    return (TrainView(data, visible=visible, is_target=visible & ~is_first),
-            _cases_at(data, np.flatnonzero(is_validation)), _cases_at(data, np.flatnonzero(is_test)))  # fmt: skip
+    return (_training(data, visible), _cases_at(data, np.flatnonzero(is_validation)),
+            _cases_at(data, np.flatnonzero(is_test)))  # fmt: skip
+
+
+def _training(data: Interactions, visible: np.ndarray) -> TrainView:
+    """The visible interactions as training data: each is a target except a user's first (it has no history)."""
+    is_first = np.zeros(data.n_interactions, dtype=bool)
+    is_first[data.offsets[:-1][data.lengths > 0]] = True
+    return TrainView(data, visible=visible, is_target=visible & ~is_first)
 
 
 def _cases_at(data: Interactions, target_pos: np.ndarray) -> EvalCases:
@@ -292,9 +288,7 @@ class Temporal(Splitter):
         position = np.arange(data.n_interactions, dtype=np.int64)
         has_history = position - np.repeat(data.offsets[:-1], data.lengths) >= o.min_history
         visible = times < validation_cut
-        is_first = np.zeros(data.n_interactions, dtype=bool)
-        is_first[data.offsets[:-1][data.lengths > 0]] = True
-        train = TrainView(data, visible=visible, is_target=visible & ~is_first)
+        train = _training(data, visible)
         validation = self._cases(data, ~visible & (times < test_cut) & has_history)
         test = self._cases(data, (times >= test_cut) & has_history)
         if len(test) == 0:
