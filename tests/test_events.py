@@ -262,3 +262,22 @@ ks = [5]
     recommended = json.loads(answer.stdout)
     assert recommended["user"] == "v001" and all(r["item_id"].startswith("sku-") for r in recommended["recommendations"])
     assert {h["item_id"] for h in recommended["history"]}.isdisjoint(r["item_id"] for r in recommended["recommendations"])
+
+
+def test_nan_ratings_table_only_users_and_zero_padded_ids(tmp_path: Path) -> None:
+    log = pd.DataFrame({"u": ["007", "007", "8", "8"], "i": [1, 2, 1, 2], "t": [1, 2, 3, 4], "r": [1.0, 2.0, 3.0, 4.0]})
+    log.to_parquet(tmp_path / "log.parquet", index=False)
+    (tmp_path / "users.csv").write_text("u,age\n007,30\n8,40\n9,50\n")
+    base = {"path": str(tmp_path / "log.parquet"), "columns": {"user": "u", "item": "i", "time": "t", "rating": "r"},
+            "cache": False, "users": {"path": str(tmp_path / "users.csv"), "key": "u", "features": {"age": "numeric"},
+                                      "all_rows": True}}  # fmt: skip
+    data = Events(structure({**base, "filters": {"min_rating": 2}}, EventsOptions, "x")).load(RunContext())
+    assert data.user_ids.tolist() == ["007", "8", "9"]  # text ids as written; the table's user 9 keeps its token
+    assert data.user_info.record(2) == {"age": 50} and data.n_interactions == 3
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    nan = pa.Table.from_pandas(log, preserve_index=False).set_column(3, "r", pa.array([1.0, np.nan, 3.0, 4.0], from_pandas=False))
+    pq.write_table(nan, tmp_path / "log.parquet")  # a real NaN, not a missing value
+    with pytest.raises(DataError, match=r"1 rating values are not numbers \(first: nan in row 2"):
+        Events(structure(base, EventsOptions, "x")).load(RunContext())

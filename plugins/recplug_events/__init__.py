@@ -158,9 +158,8 @@ class Events(Dataset):
             rows, user_ids, user_info, source["unknown_users"] = self._with_table(o.users, "user", rows, user_ids)
             rows, source["filters"] = clean(rows, o.filters, unit, len(user_ids), len(item_ids))
             if len(rows) < source["rows_read"]:  # ids no row mentions any more leave the vocabularies
-                rows, user_ids, user_info = _compact(rows, user_ids, user_info, "users", keep_all=False)
-                keep_items = o.items is not None and o.items.all_rows
-                rows, item_ids, item_info = _compact(rows, item_ids, item_info, "items", keep_all=keep_items)
+                rows, user_ids, user_info = _compact(rows, user_ids, user_info, "user", o.users)
+                rows, item_ids, item_info = _compact(rows, item_ids, item_info, "item", o.items)
             data = interactions_from_tokens(
                 rows.users, rows.items, rows.ratings, rows.timestamps, user_ids=user_ids, item_ids=item_ids,
                 fingerprint="", item_info=item_info, user_info=user_info, source=source,
@@ -179,39 +178,32 @@ class Events(Dataset):
             return rows, vocabulary, None, None
         frame = read_table(options, what)
         known = in_table(frame, vocabulary)
-        unknown_rows = ~known[rows.items if what == "item" else rows.users]
+        unknown_rows = ~known[rows.tokens(what)]
         record = describe_unknown(int(unknown_rows.sum()), int((~known).sum()), what, options.unknown, options.path)
         if options.unknown == "drop" and record["rows"]:
             rows = rows.subset(~unknown_rows)
         if options.all_rows:
-            tokens = rows.items if what == "item" else rows.users
             extended = with_table_ids(vocabulary, frame)
             remap = np.searchsorted(extended, vocabulary.astype(extended.dtype)).astype(np.int32)
-            rows = _with_tokens(rows, what, remap[tokens])
+            rows = rows.with_tokens(what, remap[rows.tokens(what)])
             vocabulary = extended
         return rows, vocabulary, feature_table(frame, options, vocabulary), record
 
 
 def _compact(
-    rows: Rows, vocabulary: np.ndarray, info: FeatureTable | None, what: str, keep_all: bool
+    rows: Rows, vocabulary: np.ndarray, info: FeatureTable | None, what: str, table: TableOptions | None
 ) -> tuple[Rows, np.ndarray, FeatureTable | None]:
-    """Drop ids no row mentions any more (unless ``keep_all``) and renumber the tokens."""
-    tokens = rows.users if what == "users" else rows.items
+    """Drop the ``user`` (``item``) ids no row mentions any more, unless the table keeps ``all_rows``, and renumber
+    the tokens."""
+    tokens = rows.tokens(what)
     used = np.bincount(tokens, minlength=len(vocabulary)) > 0
-    if keep_all or used.all():
+    if (table is not None and table.all_rows) or used.all():
         return rows, vocabulary, info
     new_token = np.cumsum(used, dtype=np.int32) - 1
-    rows = _with_tokens(rows, what.rstrip("s"), new_token[tokens])
+    rows = rows.with_tokens(what, new_token[tokens])
     if info is not None:
         info = FeatureTable(info.frame.iloc[np.flatnonzero(used)].reset_index(drop=True), dict(info.kinds))
     return rows, vocabulary[used], info
-
-
-def _with_tokens(rows: Rows, what: str, tokens: np.ndarray) -> Rows:
-    """``rows`` with new ``item`` (or ``user``) tokens."""
-    if what == "item":
-        return Rows(rows.users, tokens, rows.ratings, rows.timestamps)
-    return Rows(tokens, rows.items, rows.ratings, rows.timestamps)
 
 
 @hookimpl

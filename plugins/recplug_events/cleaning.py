@@ -73,6 +73,16 @@ class Rows:
     def subset(self, keep: np.ndarray) -> Rows:
         return Rows(self.users[keep], self.items[keep], self.ratings[keep], self.timestamps[keep])
 
+    def tokens(self, what: str) -> np.ndarray:
+        """The ``user`` or ``item`` tokens."""
+        return self.users if what == "user" else self.items
+
+    def with_tokens(self, what: str, tokens: np.ndarray) -> Rows:
+        """These rows with new ``user`` or ``item`` tokens."""
+        if what == "user":
+            return Rows(tokens, self.items, self.ratings, self.timestamps)
+        return Rows(self.users, tokens, self.ratings, self.timestamps)
+
 
 def clean(rows: Rows, filters: Filters, time_unit: str, n_users: int, n_items: int) -> tuple[Rows, list[dict[str, Any]]]:
     """The rows every filter keeps, and a record per filter that ran: its name and setting, and the rows,

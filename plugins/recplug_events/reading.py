@@ -170,8 +170,7 @@ def _tokens(indices: np.ndarray, dictionary: Any) -> tuple[np.ndarray, np.ndarra
         present[indices] = True
         token_of = np.cumsum(present, dtype=np.int32) - 1
         return np.flatnonzero(present).astype(np.int64), token_of[indices]
-    pa = pyarrow_modules()
-    values = _integers_if_all_are(dictionary, pa)
+    values = integers_if_all_are(dictionary)
     if values is None:
         values = np.asarray(dictionary.to_numpy(zero_copy_only=False)).astype(str)
     order = np.argsort(values, kind="stable")
@@ -180,16 +179,18 @@ def _tokens(indices: np.ndarray, dictionary: Any) -> tuple[np.ndarray, np.ndarra
     return values[order], rank[indices]
 
 
-def _integers_if_all_are(dictionary: Any, pa: Any) -> np.ndarray | None:
-    """The dictionary as int64 when every value is an integer written plainly (``"7"``, not ``"007"`` or ``"+7"``)."""
-    if pa.types.is_integer(dictionary.type):
-        return dictionary.to_numpy().astype(np.int64)
+def integers_if_all_are(ids: Any) -> np.ndarray | None:
+    """A pyarrow array of ids as int64 when every one is an integer written plainly (``"7"``, not ``"007"`` or
+    ``"+7"``: those stay text), else None."""
+    pa = pyarrow_modules()
+    if pa.types.is_integer(ids.type):
+        return ids.to_numpy().astype(np.int64)
     try:
-        pa.compute.cast(dictionary[:100], pa.int64())  # text ids fail here, at once
-        numbers = pa.compute.cast(dictionary, pa.int64())
+        pa.compute.cast(ids[:100], pa.int64())  # text ids fail here, at once
+        numbers = pa.compute.cast(ids, pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
-    if not pa.compute.all(pa.compute.equal(pa.compute.cast(numbers, pa.string()), dictionary)).as_py():
+    if not pa.compute.all(pa.compute.equal(pa.compute.cast(numbers, pa.string()), ids)).as_py():
         return None
     return numbers.to_numpy()
 
@@ -201,7 +202,7 @@ def _no_missing(column: Any, what: str, where: str) -> None:
 
 
 def _first_true(mask: Any) -> int:
-    return int(np.argmax(np.asarray(mask.to_numpy(zero_copy_only=False) if hasattr(mask, "to_numpy") else mask)))
+    return int(np.argmax(mask.to_numpy(zero_copy_only=False)))
 
 
 TimeUnit = Literal["s", "ms", "iso"]
@@ -216,8 +217,6 @@ def timestamps(column: Any, unit: TimeUnit, where: str) -> tuple[np.ndarray, str
     if unit in ("s", "ms"):
         if pa.types.is_integer(column.type):
             return column.to_numpy().astype(np.int64, copy=False), unit
-        if pa.types.is_floating(column.type):
-            return np.round(column.to_numpy()).astype(np.int64), unit
         if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
             raise DataError("the time column holds dates or times, not numbers: set time_unit = \"iso\"", where=where)
         numbers = _numbers(column, "time", where)
@@ -258,13 +257,18 @@ def release_arrow_memory() -> None:
 
 
 def _numbers(column: Any, what: str, where: str) -> np.ndarray:
+    """The values of a column of numbers or of text holding numbers; NaN, infinities and other text are refused,
+    naming the first."""
     pa = pyarrow_modules()
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+    if pa.types.is_integer(column.type):
         return column.to_numpy()
-    import pandas as pd
+    if pa.types.is_floating(column.type):
+        values = column.to_numpy()
+    else:
+        import pandas as pd
 
-    values = pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(np.float64)
-    bad = np.isnan(values)
+        values = pd.to_numeric(column.to_pandas(), errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.argmax(bad))
         raise DataError(f"{int(bad.sum())} {what} values are not numbers (first: {column[row].as_py()!r} in row "

@@ -12,7 +12,7 @@ import pandas as pd
 
 from recplug.api import DataError, FeatureKind, FeatureTable
 
-from .reading import FileFormat, file_format, read_columns
+from .reading import FileFormat, file_format, integers_if_all_are, read_columns
 
 UnknownPolicy = Literal["keep", "drop", "error"]
 
@@ -50,12 +50,13 @@ def read_table(options: TableOptions, what: str) -> pd.DataFrame:
     text_columns = [c for c, kind in options.features.items() if kind in ("categorical", "multi", "text")]
     table = read_columns(path, file_format(path, options.format), columns, separator=options.separator,
                          text=[options.key, *text_columns])  # fmt: skip
+    keys = table.column(options.key).combine_chunks()
+    if keys.null_count:
+        row = int(np.argmax(keys.is_null().to_numpy(zero_copy_only=False)))
+        raise DataError(f"a row has no {what} id (line {row + 2})", where=f"{path} column {options.key!r}")
+    ids = integers_if_all_are(keys)
     frame = table.to_pandas()
-    keys = frame[options.key]
-    if keys.isna().any():
-        raise DataError(f"a row has no {what} id (line {int(np.argmax(keys.isna().to_numpy())) + 2})",
-                        where=f"{path} column {options.key!r}")  # fmt: skip
-    frame.index = pd.Index(_ids(keys.astype(str).to_numpy(dtype=str)), name=options.key)
+    frame.index = pd.Index(ids if ids is not None else keys.to_numpy(zero_copy_only=False).astype(str), name=options.key)
     repeated = frame.index.duplicated()
     if repeated.any():
         row = int(np.argmax(repeated))
@@ -64,15 +65,6 @@ def read_table(options: TableOptions, what: str) -> pd.DataFrame:
     for column, kind in options.features.items():
         frame[column] = _typed(frame[column], kind, options.multi_separator, f"{path} column {column!r}")
     return frame[list(options.features)]
-
-
-def _ids(text: np.ndarray) -> np.ndarray:
-    """int64 ids when every id is a plain integer, else the text."""
-    try:
-        numbers = text.astype(np.int64)
-    except (ValueError, OverflowError):
-        return text
-    return numbers if np.array_equal(numbers.astype(str), text) else text
 
 
 def _typed(values: pd.Series, kind: FeatureKind, separator: str, where: str) -> pd.Series:
