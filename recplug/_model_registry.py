@@ -383,7 +383,7 @@ class ServedModel:
         """The raw item ids the user interacted with, oldest first."""
         return self.vocab.item_ids[self.vocab.sequence(self._user_token(user_id))].tolist()
 
-    def recommend(self, user_id: int | None = None, history: list[int] | None = None, k: int = 10,
+    def recommend(self, user_id: Any = None, history: list[Any] | None = None, k: int = 10,
                   user_features: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # fmt: skip
         """Top-``k`` items (raw id, score, metadata) for a known user and/or an explicit history of raw ids.
 
