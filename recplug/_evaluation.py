@@ -17,6 +17,7 @@ from ._config import unknown_name_message
 from ._errors import SpecError
 from ._metric import Metric, RankedLists
 from ._split import EvalCases, gather_histories
+from ._statistics import TESTS
 
 if TYPE_CHECKING:
     from ._components import Recommender
@@ -57,6 +58,29 @@ class EvaluationOptions:
         metadata={"doc": "Recommenders see at most this many recent items of a history (every seen item is still "
                          "excluded), which bounds memory on very long histories."},
     )
+    reference: str | None = attrs.field(
+        default=None,
+        metadata={"doc": "The recommender every other row is tested against (paired, case by case); default: the "
+                         "first recommender of the spec."},
+    )
+    test: str = attrs.field(
+        default="t-test",
+        validator=attrs.validators.in_(TESTS),
+        metadata={"doc": "Paired significance test: 't-test' (Student's paired t-test) or 'wilcoxon' (signed-rank); "
+                         "p-values are Holm-Bonferroni adjusted across each protocol's table."},
+    )
+    alpha: float = attrs.field(
+        default=0.05, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
+        metadata={"doc": "Significance level for the marks in the tables (applied to the adjusted p-values)."},
+    )  # fmt: skip
+    confidence: float = attrs.field(
+        default=0.95, validator=[attrs.validators.gt(0), attrs.validators.lt(1)],
+        metadata={"doc": "Level of the bootstrap confidence intervals of per-case metrics."},
+    )  # fmt: skip
+    resamples: int = attrs.field(
+        default=1000, validator=attrs.validators.ge(1),
+        metadata={"doc": "Bootstrap resamples of the test cases (drawn from the experiment's seed)."},
+    )  # fmt: skip
 
 
 @torch.no_grad()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import attrs
@@ -40,14 +39,26 @@ class RankedLists:
         return self.hits(k) / torch.log2(self.target_rank.double() + 2.0)
 
 
-class Metric(ABC):
-    """A ranking metric at cutoff ``k`` over the recommended lists of all evaluation cases."""
+class Metric:
+    """A ranking metric at cutoff ``k`` over the recommended lists of all evaluation cases.
+
+    A metric that is a mean over cases (hit rate, NDCG, MRR) implements :meth:`per_case`; recplug then derives
+    :meth:`compute`, and gives the metric confidence intervals and paired significance tests. A metric of the
+    lists as a whole (coverage) implements :meth:`compute` alone.
+    """
 
     higher_is_better: ClassVar[bool] = True
 
     def __init__(self, options: Any) -> None:
         self.options = options
 
-    @abstractmethod
+    def per_case(self, ranked: RankedLists, k: int) -> torch.Tensor | None:
+        """float64 ``[cases]``: each case's value at cutoff ``k``; None for a metric that is not a mean over cases."""
+        return None
+
     def compute(self, ranked: RankedLists, k: int) -> float:
-        """The metric's value at cutoff ``k`` (averaged over cases where it is a per-case metric)."""
+        """The metric's value at cutoff ``k`` (by default the mean of :meth:`per_case`)."""
+        values = self.per_case(ranked, k)
+        if values is None:
+            raise NotImplementedError(f"{type(self).__name__} implements neither per_case nor compute")
+        return values.mean().item()

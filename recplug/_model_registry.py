@@ -97,12 +97,13 @@ class ModelRegistry:
         metrics: dict[str, dict[int, float]],
         protocol: dict[str, Any],
         tuning: dict[str, Any] | None = None,
+        seed: int | None = None,
     ) -> int:
         """Store a fitted recommender as the next version of ``name``; returns the version.
 
         ``provenance`` is :meth:`ComponentSpec.provenance <recplug._spec.ComponentSpec.provenance>`: the plugin,
         options and training options that rebuild the recommender on load. ``tuning`` records the search that
-        chose its configuration (``recplug tune``: study, trial, parameters)."""
+        chose its configuration (``recplug tune``: study, trial, parameters); ``seed`` the seed it was trained with."""
         try:
             check_name(name, "model name")
         except ValueError as exc:
@@ -127,6 +128,7 @@ class ModelRegistry:
                 "metrics": {m: {str(k): v for k, v in by_k.items()} for m, by_k in metrics.items()},
                 "protocol": protocol,
                 **({"tuning": tuning} if tuning else {}),
+                **({"seed": seed} if seed is not None else {}),
                 "data": {**data.source, **data.summary(), "fingerprint_sha256": data.fingerprint},
                 "versions": {"recplug": __version__, "torch": torch.__version__, "python": platform.python_version()},
                 "files": {f: file_sha256(staging / f) for f in ("weights.pt", "vocab.npz", "info.json")},

@@ -15,13 +15,16 @@ import numpy as np
 import torch
 
 from . import _distributed as distributed
+from ._cases import read_cases, write_cases
+from ._comparison import analyse, results_markdown
 from ._components import Recommender, RunContext
 from ._data import Interactions
 from ._devices import resolve_device
 from ._errors import DataError, SpecError
-from ._evaluation import EvaluationOptions, evaluate, resolve_metrics, training_popularity
-from ._metric import Metric
+from ._evaluation import EvaluationOptions, compute_metrics, rank_cases, resolve_metrics, training_popularity
+from ._metric import RankedLists
 from ._plugin_manager import PluginManager
+from ._run_report import write_run_report
 from ._spec import ComponentSpec, ExperimentSpec
 from ._split import Split
 from ._version import __version__
@@ -41,6 +44,7 @@ class FittedRecommender:
     recommender: Recommender
     metrics: dict[str, dict[int, float]]
     fit_seconds: float
+    seed: int
 
 
 @attrs.frozen(eq=False)
@@ -126,27 +130,37 @@ def run_experiment(
     fitted: list[FittedRecommender] = []
     for split_spec, split in zip(spec.splits, splits):
         for rec_spec in spec.recommenders:
-            seed_everything(seed)
-            recommender = rec_spec.build(plugins)
-            fit_context = attrs.evolve(context, run_dir=str(run_dir / split_spec.label / rec_spec.label))
-            log.info("fitting %s on %s", rec_spec.label, split_spec.label)
-            t0 = time.perf_counter()
-            recommender.fit(split.train, split.validation, fit_context)
-            fit_seconds = time.perf_counter() - t0
-            log.info("%s on %s: fitted in %.1fs", rec_spec.label, split_spec.label, fit_seconds)
-            values = evaluate_on_test(recommender, data, split, metrics, spec.evaluation, rec_spec.label) if main else {}
-            fitted.append(FittedRecommender(rec_spec, split, recommender, values, fit_seconds))
+            seeds = spec.seeds_of(rec_spec)
+            for fit_seed in seeds:
+                seed_everything(fit_seed)
+                recommender = rec_spec.build(plugins)
+                folder = run_dir / split_spec.label / rec_spec.label / (f"seed-{fit_seed}" if len(seeds) > 1 else "")
+                fit_context = attrs.evolve(context, seed=fit_seed, run_dir=str(folder))
+                which = f"{rec_spec.label}" + (f" (seed {fit_seed})" if len(seeds) > 1 else "")
+                log.info("fitting %s on %s", which, split_spec.label)
+                t0 = time.perf_counter()
+                recommender.fit(split.train, split.validation, fit_context)
+                fit_seconds = time.perf_counter() - t0
+                log.info("%s on %s: fitted in %.1fs", which, split_spec.label, fit_seconds)
+                values = {}
+                if main:
+                    ranked = rank_test_cases(recommender, data, split, spec.evaluation, which)
+                    values = compute_metrics(ranked, metrics, spec.evaluation.ks)
+                    write_cases(run_dir, split.name, rec_spec.label, fit_seed, ranked, data, split.test)
+                fitted.append(FittedRecommender(rec_spec, split, recommender, values, fit_seconds, fit_seed))
 
     if not main:
         distributed.barrier()
         return RunResult(run_dir, data, fitted, {})
-    results = results_document(spec, data, fitted, seed)
+    cases = read_cases(run_dir)
+    results = analyse(results_document(spec, data, fitted, seed), cases, metrics, spec.evaluation, seed)
     if tuning:
         results["tuning"] = tuning
     if spec.experiment.register:
         results["registered"] = register_models(spec, plugins, data, fitted, results, tuning)
     (run_dir / "results.json").write_text(json.dumps(results, indent=2))
     (run_dir / "results.md").write_text(results_markdown(results))
+    write_run_report(run_dir / "results.html", results, cases)
     distributed.barrier()
     return RunResult(run_dir, data, fitted, results)
 
@@ -170,11 +184,12 @@ def make_split(split_spec: ComponentSpec, data: Interactions, plugins: PluginMan
     return split
 
 
-def evaluate_on_test(recommender: Recommender, data: Interactions, split: Split, metrics: dict[str, Metric],
-                     options: EvaluationOptions, label: str) -> dict[str, dict[int, float]]:  # fmt: skip
-    """The metrics of a fitted recommender on the split's test cases (touched here, once)."""
-    popularity = training_popularity(data, split.train.visible)
-    return evaluate(recommender, data, split.test, metrics, options, popularity, progress=f"evaluating {label}")
+def rank_test_cases(recommender: Recommender, data: Interactions, split: Split, options: EvaluationOptions,
+                    label: str) -> RankedLists:  # fmt: skip
+    """A fitted recommender's ranked lists for the split's test cases (touched here, once)."""
+    return rank_cases(recommender, data, split.test, max(options.ks), exclude_seen=options.exclude_seen,
+                      batch_size=options.batch_size, max_history=options.max_history,
+                      item_popularity=training_popularity(data, split.train.visible), progress=f"evaluating {label}")  # fmt: skip
 
 
 def protocol_record(split: Split, options: EvaluationOptions) -> dict[str, Any]:
@@ -189,10 +204,20 @@ def protocol_record(split: Split, options: EvaluationOptions) -> dict[str, Any]:
     }
 
 
-def result_rows(split: Split, label: str, plugin: str, kind: str, values: dict[str, dict[int, float]]) -> list[dict]:
-    """results.json rows of one recommender under one split: a row per metric and k."""
-    return [{"split": split.name, "recommender": label, "plugin": plugin, "kind": kind, "metric": metric, "k": k,
-             "value": value} for metric, by_k in values.items() for k, value in by_k.items()]  # fmt: skip
+def result_rows(split: Split, label: str, plugin: str, kind: str, per_seed: list[dict[str, dict[int, float]]],
+                seeds: list[int]) -> list[dict]:  # fmt: skip
+    """results.json rows of one recommender under one split: a row per metric and k, the mean over ``seeds``
+    (with their values and standard deviation when there are several)."""
+    rows = []
+    for metric, by_k in per_seed[0].items():
+        for k in by_k:
+            values = [float(v[metric][k]) for v in per_seed]
+            row = {"split": split.name, "recommender": label, "plugin": plugin, "kind": kind, "metric": metric, "k": k,
+                   "value": float(np.mean(values))}  # fmt: skip
+            if len(values) > 1:
+                row.update(seeds=seeds, per_seed=values, std=float(np.std(values, ddof=1)))
+            rows.append(row)
+    return rows
 
 
 def register_models(
@@ -205,6 +230,7 @@ def register_models(
 
     registry = ModelRegistry(spec.experiment.registry)
     references = []
+    by_name: dict[str, list[tuple[int, float | None]]] = {}
     for f in fitted:
         if type(f.recommender).state_dict is Recommender.state_dict:
             log.info("%s is not registered: its plugin cannot save it (no state_dict)", f.spec.label)
@@ -219,14 +245,31 @@ def register_models(
             metrics=f.metrics,
             protocol=results["protocols"][f.split.name],
             tuning=tuning if tuning and tuning.get("recommender") == f.spec.label else None,
+            seed=f.seed,
         )
         references.append(f"{name}:{version}")
+        by_name.setdefault(name, []).append((version, best_validation(getattr(f.recommender, "history", []))))
         log.info("registered %s:%d in %s", name, version, registry.root)
+    for name, versions in by_name.items():
+        scored = [(value, version) for version, value in versions if value is not None]
+        if len(versions) > 1 and scored:
+            registry.alias(f"{name}:{max(scored)[1]}", "best")
+            log.info("%s@best is version %d (of %d seeds, by validation NDCG@10)", name, max(scored)[1], len(versions))
     return references
 
 
+def best_validation(history: list[dict[str, float]]) -> float | None:
+    """The best validation NDCG@10 of a training history (None without one)."""
+    values = [v for epoch in history if (v := epoch.get("validation/ndcg@10")) is not None and v == v]  # not NaN
+    return max(values) if values else None
+
+
 def results_document(spec: ExperimentSpec, data: Interactions, fitted: list[FittedRecommender], seed: int) -> dict:
-    """results.json: one row per split x recommender x metric x k, and how it was measured."""
+    """results.json: one row per split x recommender x metric x k (means over seeds), how it was measured, and
+    every fit (seed, seconds, training curves)."""
+    groups: dict[tuple[str, str], list[FittedRecommender]] = {}
+    for f in fitted:
+        groups.setdefault((f.split.name, f.spec.label), []).append(f)
     return {
         "experiment": spec.experiment.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -234,9 +277,20 @@ def results_document(spec: ExperimentSpec, data: Interactions, fitted: list[Fitt
         "seed": seed,
         "data": {**data.source, **data.summary(), "fingerprint_sha256": data.fingerprint},
         "protocols": {f.split.name: protocol_record(f.split, spec.evaluation) for f in fitted},
-        "fit_seconds": {f"{f.split.name}/{f.spec.label}": round(f.fit_seconds, 2) for f in fitted},
-        "rows": [row for f in fitted for row in result_rows(f.split, f.spec.label, f.spec.plugin, f.spec.kind, f.metrics)],
+        "fit_seconds": {f"{split}/{label}": round(float(np.mean([f.fit_seconds for f in fits])), 2)
+                        for (split, label), fits in groups.items()},  # fmt: skip
+        "rows": [row for fits in groups.values() for row in result_rows(
+            fits[0].split, fits[0].spec.label, fits[0].spec.plugin, fits[0].spec.kind, [f.metrics for f in fits],
+            [f.seed for f in fits])],  # fmt: skip
+        "fits": [{"split": f.split.name, "recommender": f.spec.label, "seed": f.seed,
+                  "fit_seconds": round(f.fit_seconds, 2), "history": _plain_history(getattr(f.recommender, "history", []))}
+                 for f in fitted],  # fmt: skip
     }
+
+
+def _plain_history(history: list[dict[str, float]]) -> list[dict[str, float | None]]:
+    """Training curves for JSON: NaN (a measure not taken) becomes null."""
+    return [{key: None if isinstance(v, float) and v != v else v for key, v in epoch.items()} for epoch in history]
 
 
 def evaluate_registered(served: ServedModel, spec: ExperimentSpec, plugins: PluginManager) -> dict[str, Any]:
@@ -251,27 +305,10 @@ def evaluate_registered(served: ServedModel, spec: ExperimentSpec, plugins: Plug
                         where=str(data.source.get("path", "dataset")))  # fmt: skip
     split = make_split(spec.splits[0], data, plugins, context)
     metrics = resolve_metrics(spec.evaluation.metrics, plugins)
-    values = evaluate_on_test(served.recommender, data, split, metrics, spec.evaluation, served.ref)
+    values = compute_metrics(rank_test_cases(served.recommender, data, split, spec.evaluation, served.ref), metrics,
+                             spec.evaluation.ks)  # fmt: skip
     plugin = served.entry["plugin"]
     return {
         "protocols": {split.name: protocol_record(split, spec.evaluation)},
-        "rows": result_rows(split, served.ref, plugin["name"], plugin["kind"], values),
+        "rows": result_rows(split, served.ref, plugin["name"], plugin["kind"], [values], [spec.experiment.seed]),
     }
-
-
-def results_markdown(results: dict) -> str:
-    """One markdown table per split: a row per recommender and k, a column per metric."""
-    out = []
-    for split, protocol in results["protocols"].items():
-        rows = [r for r in results["rows"] if r["split"] == split]
-        metrics = list(dict.fromkeys(r["metric"] for r in rows))
-        keys = list(dict.fromkeys((r["recommender"], r["k"]) for r in rows))
-        value = {(r["recommender"], r["k"], r["metric"]): r["value"] for r in rows}
-        out.append(f"### {split} ({protocol['test_cases']} test cases, {protocol['candidates']}, "
-                   f"seen items {'excluded' if protocol['seen_items_excluded'] else 'kept'})\n")
-        out.append("| recommender | k | " + " | ".join(metrics) + " |")
-        out.append("|---|---:|" + "---:|" * len(metrics))
-        for rec, k in keys:
-            out.append(f"| {rec} | {k} | " + " | ".join(f"{value[(rec, k, m)]:.4f}" for m in metrics) + " |")
-        out.append("")
-    return "\n".join(out)

@@ -56,6 +56,11 @@ SECTIONS = ("experiment", "dataset", "splits", "recommenders", "evaluation", "tu
 """The spec's top-level tables; ``[tune]`` is read by ``recplug tune`` only (:mod:`recplug._tuning`)."""
 
 
+def _distinct_seeds(instance: object, attribute: attrs.Attribute, value: list[int]) -> None:
+    if not value or any(seed < 0 for seed in value) or len(set(value)) != len(value):
+        raise ValueError(f"'{attribute.name}' must list distinct seeds >= 0, got {value}")
+
+
 @attrs.frozen
 class ExperimentOptions:
     name: str = attrs.field(
@@ -63,6 +68,12 @@ class ExperimentOptions:
         metadata={"doc": "Names the run directory and registered models (letters, digits, '.', '_', '-')."},
     )
     seed: int = attrs.field(default=0, validator=attrs.validators.ge(0), metadata={"doc": "Seeds every random number generator."})
+    seeds: list[int] | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_distinct_seeds),
+        metadata={"doc": "Train every recommender once per seed (e.g. [1, 2, 3]; `recplug run --seeds 3`): tables "
+                         "show the mean and standard deviation across seeds. Default: [seed]. A recommender's own "
+                         "`seeds` key overrides it."},
+    )  # fmt: skip
     output_dir: str = attrs.field(default="runs", metadata={"doc": "Parent folder of run directories."})
     device: str = attrs.field(
         default="auto", metadata={"doc": "'auto' (CUDA, then MPS, then CPU), or a torch device such as 'cpu', 'cuda:1'."}
@@ -93,6 +104,8 @@ class ComponentSpec:
     options: Any
     training: TrainingOptions | None = None
     register_as: str | None = None
+    seeds: list[int] | None = None
+    """Recommenders only: the seeds to train it with (overrides ``experiment.seeds``)."""
 
     @classmethod
     def from_table(cls, label: str, table: dict[str, Any], kinds: tuple[Kind, ...], what: str,
@@ -111,6 +124,7 @@ class ComponentSpec:
         except PluginError as exc:
             raise SpecError(exc.message, where=f"{path}.use" if plugin != label else path) from None
         training = register_as = None
+        seeds = _seeds(table.pop("seeds", None), f"{path}.seeds") if component.kind in ("model", "baseline") else None
         if component.kind == "model":
             training = structure(table.pop("training", {}), TrainingOptions, f"{path}.training")
             register_as = table.pop("register_as", None)
@@ -120,7 +134,7 @@ class ComponentSpec:
         if training is not None and training.monitor == "loss" and not _offers_validation_examples(component.cls):
             raise SpecError(f"monitor = 'loss' needs validation examples, and the {plugin} model offers none; use "
                             "'ndcg@10' or 'auto'", where=f"{path}.training.monitor")  # fmt: skip
-        return cls(label, component.kind, plugin, options, training, register_as)
+        return cls(label, component.kind, plugin, options, training, register_as, seeds)
 
     @classmethod
     def from_record(cls, record: dict[str, Any], plugins: PluginManager, where: str) -> ComponentSpec:
@@ -160,6 +174,8 @@ class ComponentSpec:
         table = {"use": self.plugin, **unstructure(self.options)}
         if self.register_as:
             table["register_as"] = self.register_as
+        if self.seeds is not None:
+            table["seeds"] = list(self.seeds)
         if self.training is not None:
             table["training"] = unstructure(self.training)
         return table
@@ -180,6 +196,10 @@ class ExperimentSpec:
         ``<experiment>-<label>``, with ``-<split>`` when the spec has several splits."""
         name = recommender.register_as or f"{self.experiment.name}-{recommender.label}"
         return f"{name}-{split}" if len(self.splits) > 1 else name
+
+    def seeds_of(self, recommender: ComponentSpec) -> list[int]:
+        """The seeds ``recommender`` is trained with: its own, else ``experiment.seeds``, else ``[experiment.seed]``."""
+        return list(recommender.seeds or self.experiment.seeds or [self.experiment.seed])
 
     def resolved(self) -> dict[str, Any]:
         """The full spec with defaults filled in, as plain data."""
@@ -267,6 +287,11 @@ def parse_spec(data: dict[str, Any], plugins: PluginManager, base_dir: Path | No
     resolve_metrics(spec.evaluation.metrics, plugins)  # unknown metric names fail now, not after training
     _check_name(spec.experiment.name, "experiment name", "experiment.name")
     _check_registered_names(spec)
+    labels = [r.label for r in recommenders]
+    if spec.evaluation.reference is not None and spec.evaluation.reference not in labels:
+        raise SpecError(f"no recommender is labelled {spec.evaluation.reference!r} (the recommenders: "
+                        f"{', '.join(labels)}){did_you_mean(spec.evaluation.reference, labels)}",
+                        where="evaluation.reference")  # fmt: skip
     return spec
 
 
@@ -289,7 +314,7 @@ def _components(
 
 def _with_extends_expanded(tables: dict[str, Any], section: str) -> dict[str, Any]:
     """Tables with ``extends = "<label>"`` start from that table of the same section: its plugin, options and
-    ``training`` (merged key by key), never its ``register_as``; their own keys win. Chains are followed."""
+    ``training`` (merged key by key), never its ``register_as`` or ``seeds``; their own keys win. Chains are followed."""
     expanded: dict[str, Any] = {}
 
     def expand(label: str, chain: list[str]) -> Any:
@@ -306,7 +331,7 @@ def _with_extends_expanded(tables: dict[str, Any], section: str) -> dict[str, An
         base = expand(parent, [*chain, label])
         if not isinstance(base, dict):
             raise SpecError(f"cannot extend {parent!r}: it is not a table", where=where)
-        merged = {"use": parent, **{k: copy.deepcopy(v) for k, v in base.items() if k != "register_as"}}
+        merged = {"use": parent, **{k: copy.deepcopy(v) for k, v in base.items() if k not in ("register_as", "seeds")}}
         own = {k: v for k, v in table.items() if k != "extends"}
         if isinstance(merged.get("training"), dict) and isinstance(own.get("training"), dict):
             own["training"] = {**merged["training"], **own["training"]}
@@ -349,6 +374,15 @@ def _check_registered_names(spec: ExperimentSpec) -> None:
 
 def _offers_validation_examples(cls: type) -> bool:
     return getattr(cls, "validation_examples", None) is not Model.validation_examples
+
+
+def _seeds(value: Any, where: str) -> list[int] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or any(type(v) is not int or v < 0 for v in value) or len(
+            set(value)) != len(value):  # fmt: skip
+        raise SpecError(f"expected a list of distinct seeds >= 0, e.g. [1, 2, 3], got {value!r}", where=where)
+    return value
 
 
 def _check_name(name: object, what: str, where: str) -> None:

@@ -172,6 +172,8 @@ class TrainingState:
     """Examples seen in those steps."""
     epoch_loss: float = 0.0
     """Sum of their losses, weighted by examples."""
+    history: list[dict[str, float]] = attrs.Factory(list)
+    """The summary of every completed epoch (``epoch``, ``loss/train``, ``validation/ndcg@10``, ...)."""
 
 
 @attrs.frozen(eq=False)
@@ -225,6 +227,7 @@ class Trainer:
                 writer.close()
         self.checkpoints.restore_best(self.model)
         self.model.module.eval()
+        self.model.history = list(self.state.history)
         return summary
 
     def plan(self) -> TrainingPlan:
@@ -331,6 +334,7 @@ class Trainer:
         state.best = measure if improved else state.best
         state.bad_epochs = 0 if improved else state.bad_epochs + 1
         state.step_in_epoch, state.epoch_seen, state.epoch_loss = 0, 0, 0.0
+        state.history.append({"epoch": epoch + 1, **{key: float(value) for key, value in summary.items()}})
         if improved:
             self.checkpoints.save("best", self.model, self.optimizer, self.scheduler, state)
         self.checkpoints.save("last", self.model, self.optimizer, self.scheduler, state)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._plots import STYLE, figure_html
+
 if TYPE_CHECKING:
     import optuna
-
-STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:.9em}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:right}
-th{background:#f4f4f4}td.params{text-align:left;font-family:monospace}img{max-width:100%}.note{color:#666}"""
 
 
 def write_report(path: Path, study: optuna.Study, metric: str, summary: dict[str, Any]) -> None:
@@ -34,8 +30,8 @@ def write_report(path: Path, study: optuna.Study, metric: str, summary: dict[str
         f"{summary['validation'][metric]:.4f}; test " + ", ".join(
             f"{m}@{k} {v:.4f}" for (m, k), v in test.items() if m in ("ndcg", "hit_rate", "mrr")) + "</p>",
         f"<p class=params>{html.escape(', '.join(f'{k} = {v!r}' for k, v in summary['params'].items()))}</p>",
-        "<h2>Optimisation history</h2>", _figure(_history_plot, rows, metric),
-        "<h2>Validation per epoch</h2>", _figure(_curves_plot, study, metric),
+        "<h2>Optimisation history</h2>", figure_html(_history_plot, rows, metric),
+        "<h2>Validation per epoch</h2>", figure_html(_curves_plot, study, metric),
         "<h2>Parameter importance</h2>", _importance(study),
         "<h2>Trials</h2>", _trials_table(rows, metric),
     ]  # fmt: skip
@@ -49,23 +45,6 @@ def study_table(study: optuna.Study) -> list[dict[str, Any]]:
     return [{"trial": t.number, "state": t.state.name.lower(), "value": t.value,
              "epochs": len(t.user_attrs.get("curve", [])), "seconds": t.user_attrs.get("fit_seconds"),
              "params": t.params} for t in study.get_trials(deepcopy=False)]  # fmt: skip
-
-
-def _figure(draw: Any, *args: Any) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 3.6), dpi=100)
-    try:
-        draw(axes, *args)
-        figure.tight_layout()
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png")
-    finally:
-        plt.close(figure)
-    return f'<img alt="{draw.__name__.strip("_")}" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
 def _history_plot(axes: Any, rows: list[dict[str, Any]], metric: str) -> None:
@@ -111,7 +90,7 @@ def _importance(study: optuna.Study) -> str:
         axes.set_xlabel("importance (fANOVA, share of the objective's variance)")
 
     draw.__name__ = "_importance_plot"
-    return _figure(draw)
+    return figure_html(draw)
 
 
 def _trials_table(rows: list[dict[str, Any]], metric: str) -> str:

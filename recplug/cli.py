@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="overrides", metavar="KEY.PATH=VALUE", action="append", default=[],
                      help="override a spec value (repeatable)")
     run.add_argument("--resume", metavar="RUN_DIR", help="resume an interrupted run from its directory")
+    run.add_argument("--seeds", type=int, metavar="N",
+                     help="train every recommender with N seeds (experiment.seed, +1, ...): tables show the mean and "
+                     "standard deviation over seeds")
     run.add_argument("--overwrite", action="store_true",
                      help="let --out name a folder that already holds a run (its files are replaced)")
     run.set_defaults(handler=cmd_run)
@@ -138,6 +141,28 @@ def build_parser() -> argparse.ArgumentParser:
                           help="override the recorded spec (e.g. dataset.movielens.data_dir=...)")
     evaluate.add_argument("--registry", metavar="DIR", help="registry folder")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    compare = commands.add_parser(
+        "compare", help="paired comparison of two runs' recommenders: intervals and significance in one table",
+        description="Put the recommenders of two run directories in one table, test every row against a "
+        "reference case by case (run A's test and level, Holm-adjusted) and print it. Refused when the runs "
+        "measured different data or protocols.",
+    )
+    compare.add_argument("run_a", metavar="RUN_A")
+    compare.add_argument("run_b", metavar="RUN_B")
+    compare.add_argument("--reference", metavar="LABEL", help="the row every other is tested against (default: "
+                         "run A's first recommender); a label both runs have is written RUN_DIR_NAME:LABEL")
+    compare.add_argument("--json", action="store_true", help="the analysed results document as JSON")
+    compare.set_defaults(handler=cmd_compare)
+
+    export = commands.add_parser(
+        "export-ranx", help="write a run's per-case results as TREC run and qrels files (ranx, trec_eval)",
+        description="Write <split>.qrels and <split>.<recommender>.seed-<seed>.run from a run directory's "
+        "per-case results; ranx.Qrels.from_file and ranx.Run.from_file read them (kind='trec').",
+    )
+    export.add_argument("run", metavar="RUN_DIR")
+    export.add_argument("--out", metavar="DIR", help="folder to write into (default: RUN_DIR/ranx)")
+    export.set_defaults(handler=cmd_export_ranx)
 
     tune = commands.add_parser(
         "tune", help="search hyper-parameters on validation (Optuna), then test and register the best once",
@@ -225,7 +250,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         data = read_toml(args.spec)
     else:
         raise SpecError("give a spec file (recplug run SPEC.toml) or --resume RUN_DIR")
-    spec = parse_spec(apply_overrides(data, args.overrides), plugins, Path(args.spec).resolve().parent if args.spec else None)
+    overrides = list(args.overrides)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise SpecError(f"--seeds must be at least 1, got {args.seeds}", where="--seeds")
+        first = data.get("experiment", {}).get("seed", 0) if isinstance(data.get("experiment"), dict) else 0
+        overrides.append(f"experiment.seeds={list(range(first, first + args.seeds)) if isinstance(first, int) else []}")
+    spec = parse_spec(apply_overrides(data, overrides), plugins, Path(args.spec).resolve().parent if args.spec else None)
     check_output_place(spec, run_dir if not args.resume else None, overwrite=args.overwrite)
     distributed.setup()  # a no-op unless started by torchrun with several processes
     try:
@@ -412,9 +443,10 @@ def _recommend_all_users(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ._comparison import results_markdown
     from ._model_registry import ModelRegistry
     from ._plugin_manager import get_plugin_manager
-    from ._runner import evaluate_registered, results_markdown
+    from ._runner import evaluate_registered
     from ._spec import apply_overrides, parse_spec
 
     plugins = get_plugin_manager()
@@ -422,6 +454,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     recorded = apply_overrides(served.entry["spec"], args.overrides)
     recorded["splits"] = {args.split: {}}
     print(results_markdown(evaluate_registered(served, parse_spec(recorded, plugins), plugins)))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from ._comparison import compare_runs, results_markdown
+    from ._plugin_manager import get_plugin_manager
+
+    compared = compare_runs(Path(args.run_a), Path(args.run_b), get_plugin_manager(), args.reference)
+    print(json.dumps(compared, indent=2) if args.json else results_markdown(compared))
+    return 0
+
+
+def cmd_export_ranx(args: argparse.Namespace) -> int:
+    from ._cases import export_ranx
+
+    run = Path(args.run)
+    written = export_ranx(run, Path(args.out) if args.out else run / "ranx")
+    print(f"wrote {len(written)} files into {written[0].parent}")
     return 0
 
 

@@ -29,15 +29,15 @@ from recplug.api import Metric, RankedLists, hookimpl
 class HitRate(Metric):
     """Fraction of cases whose target is in the top k (= recall@k with one relevant item)."""
 
-    def compute(self, ranked: RankedLists, k: int) -> float:
-        return ranked.hits(k).mean().item()
+    def per_case(self, ranked: RankedLists, k: int) -> torch.Tensor:
+        return ranked.hits(k)
 
 
 class MRR(Metric):
     """Mean reciprocal rank of the target, 0 when it is outside the top k."""
 
-    def compute(self, ranked: RankedLists, k: int) -> float:
-        return ranked.reciprocal_ranks(k).mean().item()
+    def per_case(self, ranked: RankedLists, k: int) -> torch.Tensor:
+        return ranked.reciprocal_ranks(k)
 
 
 class MAP(MRR):
@@ -47,8 +47,8 @@ class MAP(MRR):
 class NDCG(Metric):
     """Normalised discounted cumulative gain at k with one relevant item: 1/log2(rank+2) on a hit."""
 
-    def compute(self, ranked: RankedLists, k: int) -> float:
-        return ranked.ndcgs(k).mean().item()
+    def per_case(self, ranked: RankedLists, k: int) -> torch.Tensor:
+        return ranked.ndcgs(k)
 
 
 class Coverage(Metric):
