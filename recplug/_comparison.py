@@ -44,7 +44,8 @@ def analyse(results: dict[str, Any], cases: list[CaseResults], metrics: dict[str
         labels = [label for label in dict.fromkeys(r["recommender"] for r in rows) if label in by_split[split]]
         if not labels:
             continue
-        reference = options.reference if options.reference in labels else labels[0]
+        wanted_reference = options.reference
+        reference = wanted_reference if wanted_reference is not None and wanted_reference in labels else labels[0]
         _check_same_cases(split, by_split[split], reference)
         ks = sorted({r["k"] for r in rows})
         wanted = {name: m for name, m in metrics.items() if any(r["metric"] == name for r in rows)}
@@ -55,8 +56,10 @@ def analyse(results: dict[str, Any], cases: list[CaseResults], metrics: dict[str
         matrix = np.stack([values[label][(metric, k)] for label, metric, k in keys])
         intervals = bootstrap_intervals(matrix, options.resamples, options.confidence, seed)
         tested = [i for i, (label, _, _) in enumerate(keys) if label != reference]
-        references = np.stack([values[reference][(metric, k)] for _, metric, k in (keys[i] for i in tested)]) if tested else None
-        p = paired_p_values(matrix[tested], references, options.test) if tested else np.zeros(0)
+        p = np.zeros(0)
+        if tested:  # each tested row against the reference's row of the same metric and k
+            references = np.stack([values[reference][(metric, k)] for _, metric, k in (keys[i] for i in tested)])
+            p = paired_p_values(matrix[tested], references, options.test)
         adjusted = holm(p)
         analysed: dict[tuple[str, str, int], dict[str, Any]] = {
             key: {"ci": [float(lo), float(hi)]} for key, (lo, hi) in zip(keys, intervals)}  # fmt: skip

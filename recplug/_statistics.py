@@ -43,7 +43,8 @@ def bootstrap_intervals(values: np.ndarray, resamples: int = 1000, confidence: f
 
 
 def paired_p_values(values: np.ndarray, reference: np.ndarray, test: str = "t-test") -> np.ndarray:
-    """Two-sided p-values ``[rows]`` of each row against ``reference`` ``[cases]``, paired by case.
+    """Two-sided p-values ``[rows]`` of each row against ``reference`` (``[cases]``, or a row of its own for each
+    row: ``[rows, cases]``), paired by case.
 
     Identical rows get p = 1; a constant non-zero difference gets p = 0 under the t-test.
     """

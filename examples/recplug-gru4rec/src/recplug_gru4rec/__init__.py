@@ -71,8 +71,8 @@ class GRU4Rec(Model):
 class Precision(Metric):
     """Precision@k: the share of the k recommended items that are relevant (hits / k with one relevant item)."""
 
-    def compute(self, ranked: RankedLists, k: int) -> float:
-        return ((ranked.target_rank < k).double() / k).mean().item()
+    def per_case(self, ranked: RankedLists, k: int) -> torch.Tensor:
+        return ranked.hits(k) / k
 
 
 @hookimpl
