@@ -41,44 +41,51 @@ def analyse(results: dict[str, Any], cases: list[CaseResults], metrics: dict[str
         by_split[c.split][c.recommender].append(c)
     for split, protocol in results["protocols"].items():
         rows = [r for r in results["rows"] if r["split"] == split]
-        labels = [label for label in dict.fromkeys(r["recommender"] for r in rows) if label in by_split[split]]
-        if not labels:
-            continue
-        wanted_reference = options.reference
-        reference = wanted_reference if wanted_reference is not None and wanted_reference in labels else labels[0]
-        _check_same_cases(split, by_split[split], reference)
-        ks = sorted({r["k"] for r in rows})
-        wanted = {name: m for name, m in metrics.items() if any(r["metric"] == name for r in rows)}
-        values = {label: _seed_mean([per_case_values(c, wanted, ks) for c in by_split[split][label]]) for label in labels}
-        keys = [(label, metric, k) for label in labels for (metric, k) in values[label]]
-        if not keys:  # no metric of the table is a mean over cases
-            continue
-        matrix = np.stack([values[label][(metric, k)] for label, metric, k in keys])
-        intervals = bootstrap_intervals(matrix, options.resamples, options.confidence, seed)
-        tested = [i for i, (label, _, _) in enumerate(keys) if label != reference]
-        p = np.zeros(0)
-        if tested:  # each tested row against the reference's row of the same metric and k
-            references = np.stack([values[reference][(metric, k)] for _, metric, k in (keys[i] for i in tested)])
-            p = paired_p_values(matrix[tested], references, options.test)
-        adjusted = holm(p)
-        analysed: dict[tuple[str, str, int], dict[str, Any]] = {
-            key: {"ci": [float(lo), float(hi)]} for key, (lo, hi) in zip(keys, intervals)}  # fmt: skip
-        for j, i in enumerate(tested):
-            label, metric, k = keys[i]
-            analysed[keys[i]].update(
-                difference=float(matrix[i].mean() - values[reference][(metric, k)].mean()),
-                p_value=float(p[j]), p_adjusted=float(adjusted[j]), significant=bool(adjusted[j] < options.alpha))  # fmt: skip
-        for row in rows:
-            row.update(analysed.get((row["recommender"], row["metric"], row["k"]), {}))
-        protocol["analysis"] = {
-            "reference": reference, "test": TEST_NAMES[options.test], "alpha": options.alpha,
-            "correction": f"Holm-Bonferroni over the {len(tested)} tests of this table (every recommender x metric x "
-                          "k against the reference)",
-            "intervals": f"{options.confidence:.0%} percentile bootstrap over the test cases, {options.resamples} "
-                         f"resamples, seed {seed}",
-            "seeds": "a recommender with several seeds is tested through its per-case values averaged over them",
-        }  # fmt: skip
+        analysis = _analyse_table(rows, by_split[split], metrics, options, seed)
+        if analysis is not None:
+            protocol["analysis"] = analysis
     return results
+
+
+def _analyse_table(rows: list[dict[str, Any]], cases: dict[str, list[CaseResults]], metrics: dict[str, Metric],
+                   options: EvaluationOptions, seed: int) -> dict[str, Any] | None:  # fmt: skip
+    """Add the analysis to one protocol's ``rows`` (in place) and return its record; None when no row of the
+    table has per-case results."""
+    labels = [label for label in dict.fromkeys(r["recommender"] for r in rows) if label in cases]
+    if not labels:
+        return None
+    wanted_reference = options.reference
+    reference = wanted_reference if wanted_reference is not None and wanted_reference in labels else labels[0]
+    _check_same_cases(rows[0]["split"], cases, reference)
+    ks = sorted({r["k"] for r in rows})
+    wanted = {name: m for name, m in metrics.items() if any(r["metric"] == name for r in rows)}
+    values = {label: _seed_mean([per_case_values(c, wanted, ks) for c in cases[label]]) for label in labels}
+    keys = [(label, metric, k) for label in labels for (metric, k) in values[label]]
+    if not keys:  # no metric of the table is a mean over cases
+        return None
+    matrix = np.stack([values[label][(metric, k)] for label, metric, k in keys])
+    analysed: dict[tuple[str, str, int], dict[str, Any]] = {
+        key: {"ci": [float(lo), float(hi)]}
+        for key, (lo, hi) in zip(keys, bootstrap_intervals(matrix, options.resamples, options.confidence, seed))
+    }  # fmt: skip
+    tested = [i for i, (label, _, _) in enumerate(keys) if label != reference]
+    if tested:  # each tested row against the reference's row of the same metric and k
+        references = np.stack([values[reference][(metric, k)] for _, metric, k in (keys[i] for i in tested)])
+        p = paired_p_values(matrix[tested], references, options.test)
+        adjusted = holm(p)
+        for j, i in enumerate(tested):
+            analysed[keys[i]].update(difference=float(matrix[i].mean() - references[j].mean()), p_value=float(p[j]),
+                                     p_adjusted=float(adjusted[j]), significant=bool(adjusted[j] < options.alpha))  # fmt: skip
+    for row in rows:
+        row.update(analysed.get((row["recommender"], row["metric"], row["k"]), {}))
+    return {
+        "reference": reference, "test": TEST_NAMES[options.test], "alpha": options.alpha,
+        "correction": f"Holm-Bonferroni over the {len(tested)} tests of this table (every recommender x metric x k "
+                      "against the reference)",
+        "intervals": f"{options.confidence:.0%} percentile bootstrap over the test cases, {options.resamples} "
+                     f"resamples, seed {seed}",
+        "seeds": "a recommender with several seeds is tested through its per-case values averaged over them",
+    }  # fmt: skip
 
 
 def _seed_mean(per_seed: list[dict[tuple[str, int], np.ndarray]]) -> dict[tuple[str, int], np.ndarray]:

@@ -152,7 +152,8 @@ def run_experiment(
     if not main:
         distributed.barrier()
         return RunResult(run_dir, data, fitted, {})
-    cases = read_cases(run_dir)
+    fits = {(f.split.name, f.spec.label, f.seed) for f in fitted}  # not files an earlier run left in the folder
+    cases = [c for c in read_cases(run_dir) if (c.split, c.recommender, c.seed) in fits]
     results = analyse(results_document(spec, data, fitted, seed), cases, metrics, spec.evaluation, seed)
     if tuning:
         results["tuning"] = tuning

@@ -18,6 +18,7 @@ from recplug._runner import run_experiment
 from recplug._spec import load_spec
 from recplug._statistics import bootstrap_intervals, holm, paired_p_values
 from recplug.api import SpecError
+from recplug.cli import main
 
 
 def test_the_bootstrap_interval_covers_a_known_mean_at_its_nominal_rate() -> None:
@@ -145,26 +146,35 @@ def test_p_values_and_means_agree_with_ranx_on_the_exported_run(seeded_run: tupl
         assert paired_p_values(values["transformer"][None], values["most-popular"])[0] == pytest.approx(expected, rel=1e-6)
 
 
-def test_compare_two_runs_pairs_their_cases_and_refuses_other_data(seeded_run: tuple[Path, Path], tmp_path: Path) -> None:
+def compare(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """``recplug compare ARGS`` in this process: exit status, stdout, stderr."""
+    status = main(["compare", *args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_compare_two_runs_pairs_their_cases_and_refuses_other_data(seeded_run: tuple[Path, Path], tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     run, _ = seeded_run
-    same = run_cli("compare", str(run), str(run), "--reference", "B:transformer")
-    assert same.returncode == 0, same.stderr
-    assert "| A:transformer | 10 |" in same.stdout and "differs from B:transformer" in same.stdout
-    json_out = json.loads(run_cli("compare", str(run), str(run), "--json").stdout)
-    a_vs_b = [r for r in json_out["rows"] if r["recommender"] == "B:most-popular" and "p_value" in r]
+    status, out, err = compare(capsys, str(run), str(run), "--reference", "B:transformer")
+    assert status == 0, err
+    assert "| A:transformer | 10 |" in out and "differs from B:transformer" in out
+    status, out, _ = compare(capsys, str(run), str(run), "--json")
+    a_vs_b = [r for r in json.loads(out)["rows"] if r["recommender"] == "B:most-popular" and "p_value" in r]
     assert a_vs_b and all(r["p_value"] == 1.0 and r["difference"] == 0.0 for r in a_vs_b)  # the same cases twice
 
-    other = tmp_path / "other"
+    plugins = get_plugin_manager()
     spec = tiny_transformer_spec(tmp_path / "o.toml", write_ml1m(tmp_path / "data", n_users=70), "other",
-                                 registry=tmp_path / "registry")  # fmt: skip
-    assert run_cli("-q", "run", str(spec), "--out", str(other)).returncode == 0
-    refused = run_cli("compare", str(run), str(other))
-    assert refused.returncode == 2 and "different data" in refused.stderr and "Traceback" not in refused.stderr
-    assert "no recommender is labelled 'nope'" in run_cli("compare", str(run), str(run), "--reference", "nope").stderr
-    assert "not a finished run directory" in run_cli("compare", str(run), str(tmp_path)).stderr
+                                 registry=tmp_path / "registry", training="epochs = 1\nbatch_size = 64")  # fmt: skip
+    run_experiment(load_spec(spec, plugins), plugins, run_dir=tmp_path / "other")
+    status, _, err = compare(capsys, str(run), str(tmp_path / "other"))
+    assert status == 2 and "different data" in err and "Traceback" not in err
+    assert "no recommender is labelled 'nope'" in compare(capsys, str(run), str(run), "--reference", "nope")[2]
+    assert "not a finished run directory" in compare(capsys, str(run), str(tmp_path / "data"))[2]
 
 
-def test_compare_refuses_runs_under_other_protocols(seeded_run: tuple[Path, Path], tmp_path: Path) -> None:
+def test_compare_refuses_runs_under_other_protocols(seeded_run: tuple[Path, Path], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     run, _ = seeded_run
     other = tmp_path / "other"
     (other / "cases").mkdir(parents=True)
@@ -172,8 +182,8 @@ def test_compare_refuses_runs_under_other_protocols(seeded_run: tuple[Path, Path
     results = json.loads((run / "results.json").read_text())
     results["protocols"]["leave_one_out"]["min_interactions"] = 5
     (other / "results.json").write_text(json.dumps(results))
-    refused = run_cli("compare", str(run), str(other))
-    assert refused.returncode == 2 and "different protocols (leave_one_out differ)" in refused.stderr
+    status, _, err = compare(capsys, str(run), str(other))
+    assert status == 2 and "different protocols (leave_one_out differ)" in err
 
 
 def test_the_run_report_renders_its_tables_and_plots_in_headless_chromium(seeded_run: tuple[Path, Path],
@@ -210,12 +220,12 @@ def test_seeds_from_the_spec_are_checked_and_not_inherited(tmp_path: Path) -> No
     assert [loaded.seeds_of(r) for r in loaded.recommenders] == [[3, 4], [0]]  # a row's seeds are its own
 
 
-def test_seeds_from_the_command_line(tmp_path: Path) -> None:
+def test_seeds_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "toy.toml"
     spec.write_text(to_toml(toy_spec(seed=5, registry=tmp_path / "registry")))
     done = run_cli("-q", "run", str(spec), "--seeds", "2", "--out", str(tmp_path / "run"), env=TESTKIT_ENV)
     assert done.returncode == 0, done.stderr
     rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
     assert rows and all(r["seeds"] == [5, 6] for r in rows)
-    bad = run_cli("run", str(spec), "--seeds", "0", env=TESTKIT_ENV)
-    assert bad.returncode == 2 and "--seeds must be at least 1" in bad.stderr
+    assert main(["run", str(spec), "--seeds", "0"]) == 2
+    assert "--seeds must be at least 1" in capsys.readouterr().err
