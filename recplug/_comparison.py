@@ -126,8 +126,27 @@ def results_markdown(results: dict[str, Any]) -> str:
                        f"p < {analysis['alpha']} ({analysis['test']}, {analysis['correction']}).")
         if any(r.get("seeds") for r in rows):
             out.append("±: standard deviation over seeds; the value is their mean.")
+        columns, differences = difference_table(rows)
+        if differences:
+            out.append(f"\nDifference from {analysis['reference']} (adjusted p-value):\n")
+            out.append("| recommender | " + " | ".join(columns) + " |")
+            out.append("|---|" + "---:|" * len(columns))
+            out += [f"| {rec} | " + " | ".join(cells) + " |" for rec, cells in differences]
         out.append("")
     return "\n".join(out)
+
+
+def difference_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """One protocol's tested rows as (columns ``metric@k``, [(recommender, cells)]): each cell the difference
+    from the reference with its adjusted p-value, ``*`` when significant."""
+    tested = [r for r in rows if "p_adjusted" in r]
+    columns = list(dict.fromkeys(f"{r['metric']}@{r['k']}" for r in tested))
+    cells: dict[str, dict[str, str]] = {}
+    for r in tested:
+        mark = "*" if r["significant"] else ""
+        cells.setdefault(r["recommender"], {})[f"{r['metric']}@{r['k']}"] = (
+            f"{r['difference']:+.4f} (p {r['p_adjusted']:.2g}){mark}")
+    return columns, [(rec, [by_column.get(c, "") for c in columns]) for rec, by_column in cells.items()]
 
 
 def cell_text(row: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._cases import CaseResults
-from ._comparison import cell_text
+from ._comparison import cell_text, difference_table
 from ._plots import STYLE, can_plot, figure_html
 
 CURVE_METRICS = {"hit_rate": "hits", "ndcg": "ndcgs"}
@@ -36,7 +36,8 @@ def write_run_report(path: Path, results: dict[str, Any], cases: list[CaseResult
         parts.append("<p class=note>The plots need matplotlib: pip install 'recplug[report]'</p>")
     for split, protocol in results["protocols"].items():
         parts += [f"<h2>{html.escape(split)}</h2>", f"<p>{_protocol_text(protocol)}</p>",
-                  _table(split, results["rows"]), _legend(protocol, results["rows"], split)]  # fmt: skip
+                  _table(split, results["rows"]), _legend(protocol, results["rows"], split),
+                  _differences(protocol, [r for r in results["rows"] if r["split"] == split])]  # fmt: skip
         split_cases = [c for c in cases if c.split == split]
         if plots and split_cases:
             parts += [f"<h3>{html.escape(name)}@k</h3>" + figure_html(_at_k_plot, split_cases, name)
@@ -85,6 +86,17 @@ def _legend(protocol: dict[str, Any], rows: list[dict[str, Any]], split: str) ->
     if any(r.get("seeds") for r in rows if r["split"] == split):
         notes.append("±: standard deviation over seeds; the value is their mean.")
     return f"<p class=note>{html.escape(' '.join(notes))}</p>" if notes else ""
+
+
+def _differences(protocol: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    columns, differences = difference_table(rows)
+    if not differences:
+        return ""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["recommender", *columns])
+    body = "".join(f"<tr><td class=label>{html.escape(rec)}</td>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                   + "</tr>" for rec, cells in differences)  # fmt: skip
+    reference = html.escape(protocol["analysis"]["reference"])
+    return f"<h3>Difference from {reference} (adjusted p-value)</h3><table><tr>{head}</tr>{body}</table>"
 
 
 def _at_k_plot(axes: Any, cases: list[CaseResults], metric: str) -> None:

@@ -112,6 +112,9 @@ def test_every_per_case_row_has_an_interval_and_the_others_a_holm_adjusted_test(
     assert all(r["significant"] == (r["p_adjusted"] < 0.05) for r in tested)
     table = (run / "results.md").read_text()
     assert "±" in table and "[" in table and "Holm-Bonferroni over the 6 tests" in table
+    ndcg10 = next(r for r in tested if (r["metric"], r["k"]) == ("ndcg", 10))
+    assert "Difference from most-popular (adjusted p-value)" in table
+    assert f"{ndcg10['difference']:+.4f} (p {ndcg10['p_adjusted']:.2g})" in table
 
 
 def test_every_seed_is_registered_and_the_best_by_validation_is_aliased(seeded_run: tuple[Path, Path]) -> None:
