@@ -60,20 +60,26 @@ def case_file(run_dir: Path, split: str, recommender: str, seed: int) -> Path:
     return Path(run_dir) / CASES_DIR / split / recommender / f"seed-{seed}.npz"
 
 
-def write_cases(run_dir: Path, split: str, recommender: str, seed: int, ranked: RankedLists, data: Interactions,
-                cases: EvalCases) -> Path:  # fmt: skip
-    """Save one recommender's ranking of ``cases`` (written to a temporary name, then moved into place)."""
-    path = case_file(run_dir, split, recommender, seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.npz")
-    np.savez_compressed(
-        partial,
+def case_results(split: str, recommender: str, seed: int, ranked: RankedLists, data: Interactions,
+                 cases: EvalCases) -> CaseResults:  # fmt: skip
+    """What ``ranked`` (a recommender's ranking of ``cases``) keeps per case."""
+    return CaseResults(
+        split, recommender, seed,
         users=data.user_ids[cases.users],
         targets=ranked.targets.numpy().astype(np.int32),
         target_rank=ranked.target_rank.numpy().astype(np.int32),
         top_items=ranked.top_items.numpy().astype(np.int32),
         item_ids=data.item_ids,
     )  # fmt: skip
+
+
+def write_cases(run_dir: Path, results: CaseResults) -> Path:
+    """Save one recommender's per-case results (written to a temporary name, then moved into place)."""
+    path = case_file(run_dir, results.split, results.recommender, results.seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.npz")
+    np.savez_compressed(partial, users=results.users, targets=results.targets, target_rank=results.target_rank,
+                        top_items=results.top_items, item_ids=results.item_ids)  # fmt: skip
     partial.replace(path)
     return path
 

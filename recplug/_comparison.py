@@ -79,7 +79,7 @@ def _analyse_table(rows: list[dict[str, Any]], cases: dict[str, list[CaseResults
     for row in rows:
         row.update(analysed.get((row["recommender"], row["metric"], row["k"]), {}))
     return {
-        "reference": reference, "test": TEST_NAMES[options.test], "alpha": options.alpha,
+        "reference": reference, "tests": len(tested), "test": TEST_NAMES[options.test], "alpha": options.alpha,
         "correction": f"Holm-Bonferroni over the {len(tested)} tests of this table (every recommender x metric x k "
                       "against the reference)",
         "intervals": f"{options.confidence:.0%} percentile bootstrap over the test cases, {options.resamples} "
@@ -122,8 +122,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         out.append("")
         analysis = protocol.get("analysis")
         if analysis:
-            out.append(f"[low, high]: {analysis['intervals']}. *: differs from {analysis['reference']} with "
-                       f"p < {analysis['alpha']} ({analysis['test']}, {analysis['correction']}).")
+            out.append(analysis_legend(analysis))
         if any(r.get("seeds") for r in rows):
             out.append("±: standard deviation over seeds; the value is their mean.")
         columns, differences = difference_table(rows)
@@ -134,6 +133,15 @@ def results_markdown(results: dict[str, Any]) -> str:
             out += [f"| {rec} | " + " | ".join(cells) + " |" for rec, cells in differences]
         out.append("")
     return "\n".join(out)
+
+
+def analysis_legend(analysis: dict[str, Any]) -> str:
+    """What the intervals and the ``*`` marks of a protocol's table mean."""
+    text = f"[low, high]: {analysis['intervals']}."
+    if analysis.get("tests"):
+        text += (f" *: differs from {analysis['reference']} with p < {analysis['alpha']} ({analysis['test']}, "
+                 f"{analysis['correction']}).")  # fmt: skip
+    return text
 
 
 def difference_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[tuple[str, list[str]]]]:

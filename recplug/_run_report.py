@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._cases import CaseResults
-from ._comparison import cell_text, difference_table
+from ._comparison import analysis_legend, cell_text, difference_table
 from ._plots import STYLE, can_plot, figure_html
 
 CURVE_METRICS = {"hit_rate": "hits", "ndcg": "ndcgs"}
@@ -81,8 +81,7 @@ def _legend(protocol: dict[str, Any], rows: list[dict[str, Any]], split: str) ->
     notes = []
     analysis = protocol.get("analysis")
     if analysis:
-        notes.append(f"[low, high]: {analysis['intervals']}. *: differs from {analysis['reference']} with p < "
-                     f"{analysis['alpha']} ({analysis['test']}, {analysis['correction']}); hover a cell for its p-values.")  # fmt: skip
+        notes.append(analysis_legend(analysis) + (" Hover a cell for its p-values." if analysis.get("tests") else ""))
     if any(r.get("seeds") for r in rows if r["split"] == split):
         notes.append("±: standard deviation over seeds; the value is their mean.")
     return f"<p class=note>{html.escape(' '.join(notes))}</p>" if notes else ""

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import _distributed as distributed
-from ._cases import read_cases, write_cases
+from ._cases import case_results, read_cases, write_cases
 from ._comparison import analyse, results_markdown
 from ._components import Recommender, RunContext
 from ._data import Interactions
@@ -146,7 +146,7 @@ def run_experiment(
                 if main:
                     ranked = rank_test_cases(recommender, data, split, spec.evaluation, which)
                     values = compute_metrics(ranked, metrics, spec.evaluation.ks)
-                    write_cases(run_dir, split.name, rec_spec.label, fit_seed, ranked, data, split.test)
+                    write_cases(run_dir, case_results(split.name, rec_spec.label, fit_seed, ranked, data, split.test))
                 fitted.append(FittedRecommender(rec_spec, split, recommender, values, fit_seconds, fit_seed))
 
     if not main:
@@ -297,7 +297,8 @@ def _plain_history(history: list[dict[str, float]]) -> list[dict[str, float | No
 def evaluate_registered(served: ServedModel, spec: ExperimentSpec, plugins: PluginManager) -> dict[str, Any]:
     """``recplug evaluate``: a registered model measured under ``spec``'s (one) split, on its recorded data.
 
-    Returns the ``protocols`` and ``rows`` of a results document, made by the same code as a run's.
+    Returns the ``protocols`` and ``rows`` of a results document, made by the same code as a run's (with the
+    intervals of its per-case metrics).
     """
     context = RunContext(seed=spec.experiment.seed)
     data = load_dataset(spec, plugins, context)
@@ -306,10 +307,12 @@ def evaluate_registered(served: ServedModel, spec: ExperimentSpec, plugins: Plug
                         where=str(data.source.get("path", "dataset")))  # fmt: skip
     split = make_split(spec.splits[0], data, plugins, context)
     metrics = resolve_metrics(spec.evaluation.metrics, plugins)
-    values = compute_metrics(rank_test_cases(served.recommender, data, split, spec.evaluation, served.ref), metrics,
-                             spec.evaluation.ks)  # fmt: skip
-    plugin = served.entry["plugin"]
-    return {
+    ranked = rank_test_cases(served.recommender, data, split, spec.evaluation, served.ref)
+    values = compute_metrics(ranked, metrics, spec.evaluation.ks)
+    plugin, seed = served.entry["plugin"], spec.experiment.seed
+    document = {
         "protocols": {split.name: protocol_record(split, spec.evaluation)},
-        "rows": result_rows(split, served.ref, plugin["name"], plugin["kind"], [values], [spec.experiment.seed]),
+        "rows": result_rows(split, served.ref, plugin["name"], plugin["kind"], [values], [seed]),
     }
+    cases = [case_results(split.name, served.ref, seed, ranked, data, split.test)]
+    return analyse(document, cases, metrics, spec.evaluation, seed)

@@ -232,3 +232,13 @@ def test_seeds_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert rows and all(r["seeds"] == [5, 6] for r in rows)
     assert main(["run", str(spec), "--seeds", "0"]) == 2
     assert "--seeds must be at least 1" in capsys.readouterr().err
+
+
+def test_evaluating_a_registered_model_shows_intervals_too(seeded_run: tuple[Path, Path],
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    _, registry = seeded_run
+    assert main(["-q", "evaluate", "seeded-transformer@best", "--registry", str(registry)]) == 0
+    out = capsys.readouterr().out
+    assert "95% percentile bootstrap" in out and "differs from" not in out  # one row: intervals, nothing to test
+    row = next(line for line in out.splitlines() if line.startswith("| seeded-transformer:") and "| 10 |" in line)
+    assert row.count("[") == 3  # ndcg, hit_rate and mrr have intervals; coverage has none
