@@ -22,10 +22,9 @@ pa = pytest.importorskip("pyarrow")
 pa_csv = pytest.importorskip("pyarrow.csv")
 pa_parquet = pytest.importorskip("pyarrow.parquet")
 
-from recplug_events import Events, EventsOptions  # noqa: E402
-
 from recplug._components import RunContext  # noqa: E402
 from recplug._config import structure  # noqa: E402
+from recplug_events import Events, EventsOptions  # noqa: E402
 
 ROWS = int(os.environ.get("RECPLUG_BENCH_EVENT_ROWS", "25000000"))
 USERS, ITEMS = 162_541, 59_047

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from recplug_events import Events, EventsOptions
 
 from helpers import run_cli
 from recplug._components import RunContext
 from recplug._config import structure
 from recplug._data import build_interactions, user_time_order
 from recplug._errors import DataError
+from recplug_events import Events, EventsOptions
 
 pytest.importorskip("pyarrow")
 

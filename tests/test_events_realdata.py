@@ -51,9 +51,8 @@ def test_events_reads_movielens_exactly_like_the_movielens_plugin(real_movielens
                           ("events", {"events": events_table(real_movielens, variant)})):  # fmt: skip
         run = run_experiment(parse_spec(spec(dataset), plugins), plugins, run_dir=tmp_path / name)
         results[name] = run.results
-    from recplug_events import Events, EventsOptions
-
     from recplug._config import structure
+    from recplug_events import Events, EventsOptions
 
     data = Events(structure(events_table(real_movielens, variant), EventsOptions, "events")).load(RunContext())
     for array in ("user_ids", "item_ids", "offsets", "items", "ratings", "timestamps"):
