@@ -21,7 +21,7 @@ import pluggy
 from . import _hookspecs as hookspecs
 from ._config import unknown_name_message
 from ._errors import PluginError
-from ._registrar import Component, Kind, Registrar
+from ._registrar import Component, Kind, Registrar, Unavailable
 
 ENTRY_POINT_GROUP = "recplug"
 
@@ -38,6 +38,8 @@ class PluginManager:
         self.hooks = pluggy.PluginManager(hookspecs.PROJECT)
         self.hooks.add_hookspecs(hookspecs)
         self.components: dict[tuple[Kind, str], Component] = {}
+        self.unavailable: dict[tuple[Kind, str], Unavailable] = {}
+        """Components plugins declared but could not register (a missing optional dependency)."""
         self.failures: list[str] = []
 
     def add(self, component: Component) -> None:
@@ -81,7 +83,7 @@ class PluginManager:
         except ValueError as exc:
             self._skip(name, str(exc))
             return
-        registrar = Registrar(self.add, name, distribution, version)
+        registrar = Registrar(self.add, name, distribution, version, self._add_unavailable)
         for impl in self.hooks.hook.register_components.get_hookimpls():
             if impl.plugin is not plugin:
                 continue
@@ -91,6 +93,9 @@ class PluginManager:
                 self._skip(name, exc.message, partial=True)
             except Exception as exc:
                 self._skip(name, f"register_components raised {type(exc).__name__}: {exc}", partial=True)
+
+    def _add_unavailable(self, missing: Unavailable) -> None:
+        self.unavailable.setdefault((missing.kind, missing.name), missing)
 
     def _skip(self, plugin: str, why: str, partial: bool = False) -> None:
         message = f"recplug plugin {plugin!r} {'partly ' if partial else ''}skipped: {why}"
@@ -102,6 +107,7 @@ class PluginManager:
         try:
             return self.components[(kind, name)]
         except KeyError:
+            self._refuse_unavailable(name, (kind,))
             known = [n for (k, n) in self.components if k == kind]
             raise PluginError(unknown_name_message(kind, name, known)) from None
 
@@ -110,8 +116,15 @@ class PluginManager:
         for kind in kinds:
             if (kind, name) in self.components:
                 return self.components[(kind, name)]
+        self._refuse_unavailable(name, kinds)
         known = [n for (k, n) in self.components if k in kinds]
         raise PluginError(unknown_name_message(what, name, known))
+
+    def _refuse_unavailable(self, name: str, kinds: tuple[Kind, ...]) -> None:
+        for kind in kinds:
+            if (kind, name) in self.unavailable:
+                missing = self.unavailable[(kind, name)]
+                raise PluginError(f"{kind} {name!r} (plugin {missing.plugin!r}) is not available here: {missing.reason}")
 
     def of_kind(self, kind: Kind) -> list[Component]:
         return [c for (k, _), c in sorted(self.components.items()) if k == kind]

@@ -36,11 +36,26 @@ class Component:
         return doc.splitlines()[0] if doc else ""
 
 
-class Registrar:
-    """Handed to ``register_components``: one method per component kind."""
+@attrs.frozen
+class Unavailable:
+    """A component a plugin would register but cannot here (an optional dependency is missing): why, and how to
+    get it. ``recplug plugins`` lists it, and a spec that names it fails with the reason."""
 
-    def __init__(self, add: Callable[[Component], None], plugin: str, distribution: str, version: str) -> None:
+    kind: Kind
+    name: str
+    reason: str
+    plugin: str
+    distribution: str
+    version: str
+
+
+class Registrar:
+    """Handed to ``register_components``: one method per component kind, and :meth:`unavailable`."""
+
+    def __init__(self, add: Callable[[Component], None], plugin: str, distribution: str, version: str,
+                 add_unavailable: Callable[[Unavailable], None] | None = None) -> None:  # fmt: skip
         self._add_component = add
+        self._add_unavailable = add_unavailable
         self._origin = (plugin, distribution, version)
 
     def dataset(self, name: str, cls: type[Dataset], options_cls: type = NoOptions) -> None:
@@ -62,6 +77,14 @@ class Registrar:
     def metric(self, name: str, cls: type[Metric], options_cls: type = NoOptions) -> None:
         """Register a :class:`~recplug.api.Metric`."""
         self._add("metric", name, cls, options_cls)
+
+    def unavailable(self, kind: Kind, name: str, reason: str) -> None:
+        """Declare a component that cannot be registered here, e.g. ``register.unavailable("baseline", "als",
+        "needs implicit: pip install 'recplug[implicit]'")`` when an optional dependency is missing."""
+        if kind not in KINDS:
+            raise PluginError(f"plugin {self._origin[0]!r}: unknown component kind {kind!r} for {name!r}")
+        if self._add_unavailable is not None:
+            self._add_unavailable(Unavailable(kind, name, reason, *self._origin))
 
     def _add(self, kind: Kind, name: str, cls: type, options_cls: type) -> None:
         plugin = self._origin[0]

@@ -290,9 +290,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
          "plugin": c.plugin, "description": c.description}
         for kind in KINDS for c in plugins.of_kind(kind)
     ]  # fmt: skip
+    missing = [{"kind": m.kind, "name": m.name, "distribution": m.distribution, "version": m.version,
+                "plugin": m.plugin, "reason": m.reason} for m in plugins.unavailable.values()]  # fmt: skip
     if args.json:
-        print(json.dumps({"components": rows, "failures": plugins.failures}, indent=2))
+        print(json.dumps({"components": rows, "unavailable": missing, "failures": plugins.failures}, indent=2))
         return 0
+    rows += [{**m, "description": f"NOT AVAILABLE: {m['reason']}"} for m in missing]
     headers = ["kind", "name", "distribution", "version", "description"]
     widths = {h: max([len(h)] + [len(str(r[h])) for r in rows]) for h in headers[:-1]}
     print("  ".join(h.upper().ljust(widths.get(h, 0)) for h in headers))
