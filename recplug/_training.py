@@ -314,7 +314,7 @@ class Trainer:
             if stop.requested:  # Ctrl-C: finish this step, keep a checkpoint of exactly here, stop
                 state.step_in_epoch, state.epoch_seen, state.epoch_loss = i + 1, seen, total_loss
                 self.checkpoints.save("last", model, self.optimizer, self.scheduler, state)
-                where = Path(self.context.run_dir).parent.parent if self.context.run_dir else "RUN_DIR"
+                where = _run_directory(self.context.run_dir)
                 raise TrainingInterrupted(
                     f"interrupted after step {i + 1} of epoch {epoch + 1}; checkpoint saved. "
                     f"Continue with: recplug run --resume {where}",
@@ -346,6 +346,14 @@ class Trainer:
             log.info("early stop: no improvement for %d epochs", opts.patience)
             return True
         return False
+
+
+def _run_directory(component_dir: str | None) -> str:
+    """The run directory above a component's folder (the one holding spec.json), for the resume hint."""
+    if component_dir is None:
+        return "RUN_DIR"
+    found = next((p for p in Path(component_dir).parents if (p / "spec.json").exists()), None)
+    return str(found or Path(component_dir).parent.parent)
 
 
 def train_model(model: Model, train: TrainView, validation: EvalCases, context: RunContext) -> dict[str, float]:

@@ -129,12 +129,13 @@ def test_the_monitored_measure_is_minimised_and_never_nan() -> None:
         _monitored({**summary, "loss/validation": float("nan")}, "loss", 3)  # NaN never improves: say so
 
 
+@pytest.mark.parametrize("seeds", [None, [5, 6]], ids=["one seed", "two seeds"])
 def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
-    toy_plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    toy_plugins, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seeds: list[int] | None
 ) -> None:
     # warm-up and cosine decay: the schedule's position is part of what resumes
     data = toy_spec(registry=tmp_path / "registry", training={"batch_size": 8, "schedule": "cosine", "warmup_steps": 20})
-    data["recommenders"] = {"counts": {}, "bigram": data["recommenders"]["bigram"]}
+    data["recommenders"] = {"counts": {}, "bigram": {**data["recommenders"]["bigram"], **({"seeds": seeds} if seeds else {})}}
     full = run_experiment(parse_spec(data, toy_plugins), toy_plugins, run_dir=tmp_path / "full")
 
     calls = {"n": 0}
@@ -149,11 +150,13 @@ def test_ctrl_c_stops_after_the_step_and_resume_gives_the_same_result(
     monkeypatch.setattr(Bigram, "loss", loss_then_ctrl_c)
     with pytest.raises(TrainingInterrupted, match="interrupted after step") as info:
         run_experiment(parse_spec(data, toy_plugins), toy_plugins, run_dir=tmp_path / "part")
-    assert info.value.exit_code == 130 and f"recplug run --resume {tmp_path / 'part'}" in info.value.message
-    payload = torch.load(tmp_path / "part" / MODEL_DIR / "checkpoints" / "last.pt", weights_only=True)
+    assert info.value.exit_code == 130 and info.value.message.endswith(f"recplug run --resume {tmp_path / 'part'}")
+    folder = tmp_path / "part" / MODEL_DIR / ("seed-5" if seeds else "")  # a seed's folder when there are several
+    payload = torch.load(folder / "checkpoints" / "last.pt", weights_only=True)
     assert payload["state"]["step_in_epoch"] > 0  # mid-epoch, exactly where it stopped
+    bigrams = [("toy-bigram", v) for v in range(1, len(seeds or [0]) + 1)]
     assert [(r["name"], r["version"]) for r in ModelRegistry(tmp_path / "registry").list_versions()] == [
-        ("toy-bigram", 1), ("toy-counts", 1)]  # only the full run's
+        *bigrams, ("toy-counts", 1)]  # only the full run's
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was put back
 
     monkeypatch.setattr(Bigram, "loss", original)
