@@ -17,6 +17,7 @@ from recplug.api import (
     Model,
     RecplugError,
     SequenceChunks,
+    TrainingOptions,
     TrainView,
     WindowExamples,
     exclude,
@@ -70,10 +71,11 @@ class TransformerOptions:
         default=0.1, validator=attrs.validators.gt(0.0), metadata={"doc": "Uniform init range of embeddings and MLP."}
     )
     label_smoothing: float = attrs.field(default=0.0, validator=_dropout, metadata={"doc": "Cross-entropy label smoothing."})
-    loss: Literal["softmax", "sampled_softmax", "gbce"] = attrs.field(
+    loss: Literal["softmax", "sampled_softmax", "gbce", "bce"] = attrs.field(
         default="softmax",
         metadata={"doc": "'softmax': cross-entropy over every item. 'sampled_softmax': over the target and "
-                         "'negatives' shared negatives. 'gbce': generalised binary cross-entropy (gSASRec) over them."},
+                         "'negatives' shared negatives. 'gbce': generalised binary cross-entropy (gSASRec) over them. "
+                         "'bce': SASRec's binary cross-entropy with one uniform negative per target."},
     )
     negatives: int = attrs.field(
         default=256, validator=[_ge1, attrs.validators.le(1_000_000)], metadata={"doc": "Negatives per batch (sampled losses)."}
@@ -188,6 +190,8 @@ class Transformer(Model):
             if seen is not None:  # items already in the window cannot be the answer: leave them out of the softmax
                 seen[torch.arange(len(targets), device=seen.device), targets] = False
             return losses.full_softmax(vectors, features, targets, label_smoothing=o.label_smoothing, excluded=seen)
+        if o.loss == "bce":
+            return losses.bce_one_negative(vectors, features, targets, self.n_items)
         negatives = losses.draw_negatives(targets, o.negatives, self.n_items, o.negative_source)
         log_q = self._log_q if o.negative_source == "in_batch" and o.logq_correction else None
         logits = losses.sampled_logits(vectors, features, targets, negatives, log_q)
@@ -336,6 +340,52 @@ def _category_codes(values: pd.Series, categories: list[str], name: str, kind: s
     return codes
 
 
+@attrs.frozen
+class SASRecOptions:
+    """SASRec's hyper-parameters (Kang & McAuley, ICDM 2018; its ML-1M settings are the defaults)."""
+
+    max_length: int = attrs.field(default=200, validator=_width, metadata={"doc": "Items of history the model sees."})
+    hidden_units: int = attrs.field(default=50, validator=_width, metadata={"doc": "Embedding and block width."})
+    num_blocks: int = attrs.field(default=2, validator=[_ge1, attrs.validators.le(128)], metadata={"doc": "Blocks."})
+    num_heads: int = attrs.field(
+        default=1, validator=[_ge1, attrs.validators.le(256)], metadata={"doc": "Heads (must divide hidden_units)."}
+    )
+    dropout: float = attrs.field(default=0.2, validator=_dropout, metadata={"doc": "Dropout everywhere."})
+    loss: Literal["bce", "sampled_softmax", "softmax"] = attrs.field(
+        default="bce",
+        metadata={"doc": "'bce': the paper's, one uniform negative per target. 'sampled_softmax': cross-entropy "
+                         "over 'negatives' shared uniform negatives. 'softmax': over every item."},
+    )
+    negatives: int = attrs.field(
+        default=256, validator=[_ge1, attrs.validators.le(1_000_000)], metadata={"doc": "Negatives (sampled_softmax)."}
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.hidden_units % self.num_heads:
+            raise ValueError(f"'num_heads' ({self.num_heads}) must divide 'hidden_units' ({self.hidden_units})")
+
+    def transformer(self) -> TransformerOptions:
+        """The transformer plugin's options that build this SASRec."""
+        return TransformerOptions(
+            context_length=self.max_length, embedding_dim=self.hidden_units, num_layers=self.num_blocks,
+            num_heads=self.num_heads, user_embedding_dim=0, interaction_hidden=[], join="last", output="tied",
+            objective="all_positions", embedding_dropout=self.dropout, attention_dropout=self.dropout,
+            residual_dropout=self.dropout, loss=self.loss, negatives=self.negatives, negative_source="uniform",
+            logq_correction=False, skip_seen=True,
+        )  # fmt: skip
+
+
+class SASRec(Transformer):
+    """SASRec: causal self-attention over the history, every position trained, output tied to the item embeddings.
+
+    Built from the shared transformer blocks (pre-LayerNorm; their feed-forward layer is 4x wide with GELU, where
+    the paper's is 1x wide with ReLU)."""
+
+    def __init__(self, options: SASRecOptions, training: TrainingOptions | None = None) -> None:
+        super().__init__(options.transformer(), training)
+
+
 @hookimpl
 def register_components(register) -> None:
     register.model("transformer", Transformer, TransformerOptions)
+    register.model("sasrec", SASRec, SASRecOptions)

@@ -8,6 +8,8 @@ returns one loss per position ``[N]``; the caller averages them (optionally weig
   uniformly from the catalogue or from the batch's own targets ("in-batch", i.e. by popularity); the logQ
   correction subtracts the log sampling probability from every logit so that the sampled loss estimates the
   full softmax (Yi et al., RecSys 2019). Negatives equal to the row's target are masked out.
+- BCE with one negative per target (SASRec, Kang & McAuley 2018): binary cross-entropy of the target against one
+  item drawn uniformly for that target alone (a draw equal to the target is left out).
 - gBCE (Petrov & Macdonald, RecSys 2023): binary cross-entropy over the target and the ``S`` negatives with the
   positive probability raised to the power beta = alpha * (t * (1 - 1/alpha) + 1/alpha), alpha = S / (n_items - 1),
   which counters the overconfidence that negative sampling gives BCE; t = 0 is plain BCE, t = 1 full calibration.
@@ -69,3 +71,11 @@ def gbce(logits: torch.Tensor, n_items: int, t: float) -> torch.Tensor:
     positive = -beta * F.logsigmoid(logits[:, 0])
     negative = -F.logsigmoid(-logits[:, 1:]).sum(1)  # a masked negative (-inf) contributes -log(1) = 0
     return positive + negative
+
+
+def bce_one_negative(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor, n_items: int) -> torch.Tensor:
+    """SASRec's loss: ``-log sigmoid(target logit) - log sigmoid(-negative logit)``, a uniform negative per target."""
+    negatives = torch.randint(n_items, targets.shape, device=targets.device)
+    positive = (features * vectors(targets)).sum(-1).float()
+    negative = (features * vectors(negatives)).sum(-1).float()
+    return -F.logsigmoid(positive) - F.logsigmoid(-negative) * (negatives != targets)

@@ -1,0 +1,65 @@
+"""SASRec: the transformer plugin's SASRec preset and its BCE loss with one negative per target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import tiny_transformer_spec, write_ml1m
+from recplug._model_registry import ModelRegistry
+from recplug._plugin_manager import get_plugin_manager
+from recplug._runner import run_experiment
+from recplug._spec import load_spec
+from recplug.api import SpecError
+from recplug_transformer import SASRec, SASRecOptions, losses
+
+
+def test_bce_with_one_negative_per_target_is_sasrecs_loss() -> None:
+    torch.manual_seed(0)
+    features, table, targets = torch.randn(6, 4), torch.randn(10, 4), torch.tensor([1, 2, 3, 4, 5, 6])
+    vectors = lambda items: table if items is None else table[items]  # noqa: E731
+    torch.manual_seed(1)
+    loss = losses.bce_one_negative(vectors, features, targets, n_items=10)
+    torch.manual_seed(1)
+    negatives = torch.randint(10, targets.shape)
+    positive, negative = (features * table[targets]).sum(-1), (features * table[negatives]).sum(-1)
+    expected = -F.logsigmoid(positive) - F.logsigmoid(-negative) * (negatives != targets)
+    assert torch.allclose(loss, expected)
+
+
+def test_the_options_build_a_sasrec_shaped_transformer() -> None:
+    o = SASRecOptions().transformer()
+    assert (o.context_length, o.embedding_dim, o.num_layers, o.num_heads, o.loss) == (200, 50, 2, 1, "bce")
+    assert (o.objective, o.join, o.output, o.user_embedding_dim, o.interaction_hidden) == ("all_positions", "last", "tied", 0, [])
+    assert SASRec(SASRecOptions(hidden_units=8, num_heads=2)).options.embedding_dim == 8
+
+
+@pytest.mark.parametrize("loss", ["bce", "sampled_softmax", "softmax"])
+def test_sasrec_trains_registers_reloads_and_serves_a_new_history(tmp_path: Path, loss: str) -> None:
+    data = write_ml1m(tmp_path / "data", n_users=40, n_movies=40)
+    spec = tiny_transformer_spec(tmp_path / "s.toml", data, "sas", registry=tmp_path / "registry",
+                                 training="epochs = 1\nbatch_size = 32\nlr = 0.001")  # fmt: skip
+    text = spec.read_text().replace("[recommenders.transformer]\nembedding_dim = 16\nnum_layers = 1\nnum_heads = 2",
+                                    f'[recommenders.sasrec]\nmax_length = 20\nhidden_units = 16\nloss = "{loss}"\n'
+                                    "negatives = 8")  # fmt: skip
+    spec.write_text(text.replace("[recommenders.transformer.training]", "[recommenders.sasrec.training]"))
+    plugins = get_plugin_manager()
+    result = run_experiment(load_spec(spec, plugins), plugins, run_dir=tmp_path / "run")
+    fitted = result.fitted[0].recommender
+    assert result.fitted[0].recommender.history and {r["metric"] for r in result.results["rows"]} >= {"ndcg"}
+    served = ModelRegistry(tmp_path / "registry").load("sas-sasrec")
+    histories, users = torch.tensor([[1, 2, 3]]), torch.tensor([0])
+    assert torch.allclose(served.recommender.score(users, histories), fitted.score(users, histories), atol=1e-5)
+    raw = served.vocab.item_ids[[1, 2, 3]].tolist()
+    recommended = [r["item_id"] for r in served.recommend(history=raw, k=5)]
+    assert len(recommended) == 5 and not set(recommended) & set(raw)
+
+
+def test_sasrec_options_are_checked_when_the_spec_is_read(tmp_path: Path) -> None:
+    spec = tmp_path / "s.toml"
+    spec.write_text("[dataset.synthetic]\n[recommenders.sasrec]\nhidden_units = 50\nnum_heads = 4\n")
+    with pytest.raises(SpecError, match="'num_heads' \\(4\\) must divide 'hidden_units' \\(50\\)"):
+        load_spec(spec, get_plugin_manager())
