@@ -25,6 +25,7 @@ from recplug.api import (
 )
 
 from . import losses
+from .bert4rec import BERT4Rec, BERT4RecOptions
 from .modules import UserTowerTransformer
 
 _ge0 = attrs.validators.ge(0)
@@ -389,3 +390,4 @@ class SASRec(Transformer):
 def register_components(register) -> None:
     register.model("transformer", Transformer, TransformerOptions)
     register.model("sasrec", SASRec, SASRecOptions)
+    register.model("bert4rec", BERT4Rec, BERT4RecOptions)

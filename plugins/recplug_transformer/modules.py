@@ -8,13 +8,16 @@ from torch import nn
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with a fused qkv projection (via scaled_dot_product_attention)."""
+    """Multi-head self-attention with a fused qkv projection (via scaled_dot_product_attention); causal unless
+    built with ``causal=False`` (BERT4Rec), when only the mask limits what a position sees."""
 
-    def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float,
+                 causal: bool = True) -> None:  # fmt: skip
         super().__init__()
         if dim % heads:
             raise ValueError(f"embedding_dim ({dim}) must be divisible by num_heads ({heads})")
         self.heads = heads
+        self.causal = causal
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.attention_dropout = attention_dropout
@@ -29,7 +32,7 @@ class CausalSelfAttention(nn.Module):
             q, mask = q[:, :, -1:], mask[:, :, -1:] if mask is not None else None
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0,
-            is_causal=mask is None and not last_only,
+            is_causal=self.causal and mask is None and not last_only,
         )  # fmt: skip
         return self.residual_dropout(self.proj(y.transpose(1, 2).reshape(batch, q.shape[2], dim)))
 
@@ -37,10 +40,11 @@ class CausalSelfAttention(nn.Module):
 class Block(nn.Module):
     """Pre-LayerNorm transformer block: x + attn(ln(x)); x + mlp(ln(x)), MLP 4x wide with GELU (tanh)."""
 
-    def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float, eps: float) -> None:
+    def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float, eps: float,
+                 causal: bool = True) -> None:  # fmt: skip
         super().__init__()
         self.ln1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = CausalSelfAttention(dim, heads, attention_dropout, residual_dropout)
+        self.attn = CausalSelfAttention(dim, heads, attention_dropout, residual_dropout, causal)
         self.ln2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = nn.Sequential(
             nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim), nn.Dropout(residual_dropout)
@@ -80,19 +84,21 @@ class ItemEmbedding(nn.Module):
 
 
 class MovieTower(nn.Module):
-    """Token + learned position embeddings, dropout, N causal blocks, final LayerNorm (no LM head)."""
+    """Token + learned position embeddings, dropout, N blocks (causal, or bidirectional with ``causal=False``),
+    final LayerNorm (no LM head)."""
 
     def __init__(self, items: ItemEmbedding, context: int, dim: int, layers: int, heads: int,
                  embedding_dropout: float, attention_dropout: float, residual_dropout: float, eps: float,
-                 pad_token: int, id_dropout: float = 0.0) -> None:  # fmt: skip
+                 pad_token: int, id_dropout: float = 0.0, causal: bool = True) -> None:  # fmt: skip
         super().__init__()
         self.pad_token = pad_token
+        self.causal = causal
         self.id_dropout = id_dropout
         self.tokens = items
         self.positions = nn.Embedding(context, dim)
         self.dropout = nn.Dropout(embedding_dropout)
         self.blocks = nn.ModuleList(
-            Block(dim, heads, attention_dropout, residual_dropout, eps) for _ in range(layers)
+            Block(dim, heads, attention_dropout, residual_dropout, eps, causal) for _ in range(layers)
         )
         self.ln_f = nn.LayerNorm(dim, eps=eps)
 
@@ -106,10 +112,39 @@ class MovieTower(nn.Module):
         positions = torch.arange(context - length, context, device=items.device)
         tokens = self.tokens(items, self.id_dropout if self.training else 0.0)
         x = self.dropout(tokens + self.positions(positions))
-        mask = _causal_padding_mask(items == self.pad_token)
+        is_pad = items == self.pad_token
+        mask = _causal_padding_mask(is_pad) if self.causal else _padding_mask(is_pad)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only and i == len(self.blocks) - 1)
         return self.ln_f(x)
+
+
+class MaskedItemModel(nn.Module):
+    """BERT4Rec's network: item and position embeddings, bidirectional blocks, output tied to the item embeddings.
+
+    Tokens: items ``0..n_items-1``, padding ``n_items``, the mask ``n_items + 1`` (the item to predict)."""
+
+    def __init__(self, n_items: int, context: int, dim: int, layers: int, heads: int, dropout: float,
+                 eps: float) -> None:  # fmt: skip
+        super().__init__()
+        self.n_items = n_items
+        self.items = ItemEmbedding(n_items + 2, dim)
+        self.tower = MovieTower(self.items, context, dim, layers, heads, dropout, dropout, dropout, eps,
+                                pad_token=n_items, causal=False)  # fmt: skip
+        self.output_bias = nn.Parameter(torch.zeros(n_items))
+        for module in self.modules():  # BERT's initialisation
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    @property
+    def mask_token(self) -> int:
+        return self.n_items + 1
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores ``[..., n_items]`` of outputs ``[..., D]``: dot product with the item embeddings, plus a bias."""
+        return hidden @ self.items.ids.weight[: self.n_items].T + self.output_bias
 
 
 class UserEmbedding(nn.Module):
@@ -140,6 +175,14 @@ class UserEmbedding(nn.Module):
             features = torch.stack([table(codes[:, i]) for i, table in enumerate(self.features)]).sum(0)
             parts.append(features if given else features * known)
         return torch.stack(parts).sum(0)
+
+
+def _padding_mask(is_pad: torch.Tensor) -> torch.Tensor | None:
+    """Boolean ``[B, 1, L, L]`` mask: attend to every non-padding key (and always to oneself)."""
+    if not bool(is_pad.any()):
+        return None
+    eye = torch.eye(is_pad.shape[1], dtype=torch.bool, device=is_pad.device)
+    return ~is_pad[:, None, None, :] | eye
 
 
 def _causal_padding_mask(is_pad: torch.Tensor) -> torch.Tensor | None:
