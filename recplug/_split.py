@@ -8,13 +8,16 @@ history is ``items[history_start:target_pos]`` of the same user.
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
 import torch
 
 from ._data import Interactions
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 
 @attrs.frozen(eq=False)
@@ -31,6 +34,19 @@ class TrainView:
     def target_positions(self) -> np.ndarray:
         """Flat positions of the training targets (int64)."""
         return np.flatnonzero(self.is_target)
+
+    def user_item_matrix(self) -> scipy.sparse.csr_matrix:
+        """Binary users x items matrix (float32, scipy CSR) of the visible interactions, each pair once: what
+        item-based and matrix-factorisation models learn from."""
+        from scipy import sparse
+
+        data = self.data
+        users = np.repeat(np.arange(data.n_users), np.diff(data.offsets))[self.visible]
+        items = data.items[self.visible].astype(np.int64)
+        matrix = sparse.csr_matrix((np.ones(len(items), dtype=np.float32), (users, items)),
+                                   shape=(data.n_users, data.n_items))  # fmt: skip
+        matrix.data[:] = 1.0  # a repeated pair was summed
+        return matrix
 
     @cached_property
     def visible_ends(self) -> np.ndarray:

@@ -83,6 +83,22 @@ num_heads = 2
 """)
 
 
+def one_model_spec(path: Path, data_dir: Path, name: str, label: str, options: str, training: str,
+                   registry: Path) -> Path:  # fmt: skip
+    """A spec file that trains one model, ``[recommenders.<label>]`` with ``options`` lines, on ``data_dir``."""
+    return write_spec(path, f"""
+[experiment]
+name = "{name}"
+registry = "{registry}"
+[dataset.movielens]
+data_dir = "{data_dir}"
+[recommenders.{label}]
+{options}
+[recommenders.{label}.training]
+{training}
+""")
+
+
 TESTKIT_ENV = {"RECPLUG_PLUGINS": "testkit"}
 """Core tests run the command line with the test kit's plugins only (no MovieLens, no transformer)."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import tiny_transformer_spec, write_ml1m
+from helpers import one_model_spec, write_ml1m
 from recplug._model_registry import ModelRegistry
 from recplug._plugin_manager import get_plugin_manager
 from recplug._runner import run_experiment
@@ -58,11 +58,8 @@ def test_scores_come_from_a_mask_placed_after_the_history() -> None:
 
 def test_bert4rec_trains_registers_reloads_and_serves_a_new_history(tmp_path: Path) -> None:
     data = write_ml1m(tmp_path / "data", n_users=40, n_movies=40)
-    spec = tiny_transformer_spec(tmp_path / "s.toml", data, "b4r", registry=tmp_path / "registry",
-                                 training="epochs = 2\nbatch_size = 16\nlr = 0.001")  # fmt: skip
-    text = spec.read_text().replace("[recommenders.transformer]\nembedding_dim = 16\nnum_layers = 1\nnum_heads = 2",
-                                    "[recommenders.bert4rec]\nmax_length = 20\nhidden_units = 16")  # fmt: skip
-    spec.write_text(text.replace("[recommenders.transformer.training]", "[recommenders.bert4rec.training]"))
+    spec = one_model_spec(tmp_path / "s.toml", data, "b4r", "bert4rec", "max_length = 20\nhidden_units = 16",
+                          "epochs = 2\nbatch_size = 16\nlr = 0.001", tmp_path / "registry")  # fmt: skip
     plugins = get_plugin_manager()
     result = run_experiment(load_spec(spec, plugins), plugins, run_dir=tmp_path / "run")
     history = result.fitted[0].recommender.history

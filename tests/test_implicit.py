@@ -19,7 +19,7 @@ from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 
 implicit = pytest.importorskip("implicit", reason="recplug[implicit] is not installed (CI installs it)")
-from recplug_implicit import ALS, BPR, ALSOptions, BPROptions, user_item_matrix  # noqa: E402
+from recplug_implicit import ALS, BPR, ALSOptions, BPROptions  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_als_scores_a_history_through_implicits_recalculated_user(split) -> None
     model = ALS(ALSOptions(factors=8, iterations=5, alpha=4.0, regularization=0.1))
     model.fit(s.train, s.validation, RunContext(seed=3))
     reference = AlternatingLeastSquares(factors=8, iterations=5, alpha=4.0, regularization=0.1, random_state=3)
-    reference.fit(user_item_matrix(s.train), show_progress=False)
+    reference.fit(s.train.user_item_matrix(), show_progress=False)
     reference.item_factors = model.item_factors.numpy()  # the same item vectors; users solved by implicit
     histories = torch.tensor([[data.pad_token, 3, 5, 3], [1, 2, 4, 7]])  # padding and a repeat count once
     rows = np.zeros((2, data.n_items), dtype=np.float32)

@@ -12,7 +12,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 from helpers import write_ml1m
 from recplug._components import RunContext
 from recplug._model_registry import ModelRegistry
-from recplug_item_based import EASE, EASEOptions, ItemKNN, ItemKNNOptions, interaction_matrix
+from recplug_item_based import EASE, EASEOptions, ItemKNN, ItemKNNOptions
 from recplug_movielens import MovieLens, MovieLensOptions
 from recplug_splits import LeaveOneOut, LeaveOneOutOptions
 
@@ -30,7 +30,7 @@ def dense(model) -> np.ndarray:
 
 def test_itemknn_keeps_each_items_most_cosine_similar_neighbours(split) -> None:
     data, s = split
-    x = interaction_matrix(s.train).toarray()
+    x = s.train.user_item_matrix().toarray()
     assert x.max() == 1.0 and x.sum() == len({(u, i) for u, i in zip(*np.nonzero(x))})  # each pair once
     full = ItemKNN(ItemKNNOptions(neighbours=1000))
     full.fit(s.train, s.validation, RunContext())
@@ -48,7 +48,7 @@ def test_itemknn_keeps_each_items_most_cosine_similar_neighbours(split) -> None:
 
 def test_asymmetric_cosine_and_shrink_follow_their_formula(split) -> None:
     data, s = split
-    x = interaction_matrix(s.train).toarray()
+    x = s.train.user_item_matrix().toarray()
     model = ItemKNN(ItemKNNOptions(neighbours=1000, similarity="asymmetric", alpha=0.8, shrink=2.0))
     model.fit(s.train, s.validation, RunContext())
     common, counts = x.T @ x, x.sum(axis=0)
@@ -61,7 +61,7 @@ def test_ease_is_the_closed_form_regression_with_a_zero_diagonal(split) -> None:
     data, s = split
     model = EASE(EASEOptions(l2=10.0))
     model.fit(s.train, s.validation, RunContext())
-    x = interaction_matrix(s.train).toarray().astype(np.float64)
+    x = s.train.user_item_matrix().toarray().astype(np.float64)
     weights = dense(model).astype(np.float64)
     assert np.allclose(np.diag(weights), 0.0)
     # the optimum of ||X - XW||^2 + l2 ||W||^2 with diag(W) = 0: the gradient is zero off the diagonal

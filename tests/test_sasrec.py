@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import tiny_transformer_spec, write_ml1m
+from helpers import one_model_spec, write_ml1m
 from recplug._model_registry import ModelRegistry
 from recplug._plugin_manager import get_plugin_manager
 from recplug._runner import run_experiment
@@ -40,12 +40,9 @@ def test_the_options_build_a_sasrec_shaped_transformer() -> None:
 @pytest.mark.parametrize("loss", ["bce", "sampled_softmax", "softmax"])
 def test_sasrec_trains_registers_reloads_and_serves_a_new_history(tmp_path: Path, loss: str) -> None:
     data = write_ml1m(tmp_path / "data", n_users=40, n_movies=40)
-    spec = tiny_transformer_spec(tmp_path / "s.toml", data, "sas", registry=tmp_path / "registry",
-                                 training="epochs = 1\nbatch_size = 32\nlr = 0.001")  # fmt: skip
-    text = spec.read_text().replace("[recommenders.transformer]\nembedding_dim = 16\nnum_layers = 1\nnum_heads = 2",
-                                    f'[recommenders.sasrec]\nmax_length = 20\nhidden_units = 16\nloss = "{loss}"\n'
-                                    "negatives = 8")  # fmt: skip
-    spec.write_text(text.replace("[recommenders.transformer.training]", "[recommenders.sasrec.training]"))
+    spec = one_model_spec(tmp_path / "s.toml", data, "sas", "sasrec",
+                          f'max_length = 20\nhidden_units = 16\nloss = "{loss}"\nnegatives = 8',
+                          "epochs = 1\nbatch_size = 32\nlr = 0.001", tmp_path / "registry")  # fmt: skip
     plugins = get_plugin_manager()
     result = run_experiment(load_spec(spec, plugins), plugins, run_dir=tmp_path / "run")
     fitted = result.fitted[0].recommender

@@ -20,7 +20,6 @@ import importlib.util
 import attrs
 import numpy as np
 import torch
-from scipy import sparse
 from threadpoolctl import threadpool_limits
 
 from recplug.api import Baseline, EvalCases, Interactions, RunContext, TrainView, hookimpl
@@ -50,18 +49,6 @@ class BPROptions:
     iterations: int = attrs.field(default=100, validator=attrs.validators.ge(1), metadata={"doc": "Epochs of SGD."})
 
 
-def user_item_matrix(train: TrainView) -> sparse.csr_matrix:
-    """Binary users x items matrix (float32) of the visible training interactions, each pair once."""
-    data = train.data
-    users = np.repeat(np.arange(data.n_users), np.diff(data.offsets))[train.visible]
-    matrix = sparse.csr_matrix(
-        (np.ones(int(train.visible.sum()), dtype=np.float32), (users, data.items[train.visible].astype(np.int64))),
-        shape=(data.n_users, data.n_items),
-    )  # fmt: skip
-    matrix.data[:] = 1.0  # repeated pairs were summed
-    return matrix
-
-
 def history_vectors(factors: torch.Tensor, histories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The factors of each history's distinct items ``[B, L, F]`` (padding and repeats zeroed), and which are kept."""
     n_items = factors.shape[0]
@@ -85,7 +72,7 @@ class ALS(Baseline):
         with threadpool_limits(1, "blas"):  # implicit parallelises itself; a BLAS thread pool inside it thrashes
             model = AlternatingLeastSquares(factors=o.factors, regularization=o.regularization, alpha=o.alpha,
                                             iterations=o.iterations, random_state=context.seed)  # fmt: skip
-            model.fit(user_item_matrix(train), show_progress=False)
+            model.fit(train.user_item_matrix(), show_progress=False)
         self.item_factors = torch.from_numpy(np.asarray(model.item_factors, dtype=np.float32))
 
     def score(self, users: torch.Tensor, histories: torch.Tensor) -> torch.Tensor:
@@ -120,7 +107,7 @@ class BPR(Baseline):
             model = BayesianPersonalizedRanking(factors=o.factors, learning_rate=o.learning_rate,
                                                 regularization=o.regularization, iterations=o.iterations,
                                                 random_state=context.seed)  # fmt: skip
-            model.fit(user_item_matrix(train), show_progress=False)
+            model.fit(train.user_item_matrix(), show_progress=False)
         self.user_factors = torch.from_numpy(np.asarray(model.user_factors, dtype=np.float32))  # [users, F + 1]
         self.item_factors = torch.from_numpy(np.asarray(model.item_factors, dtype=np.float32))  # last column: bias
 

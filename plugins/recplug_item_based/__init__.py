@@ -18,7 +18,6 @@ from typing import Literal
 import attrs
 import numpy as np
 import torch
-from scipy import sparse
 
 from recplug.api import Baseline, EvalCases, Interactions, RunContext, TrainView, hookimpl
 
@@ -51,16 +50,6 @@ class EASEOptions:
         default=500.0, validator=attrs.validators.gt(0.0),
         metadata={"doc": "L2 regularisation lambda added to the diagonal of X^T X (the paper tunes 100-1,000)."},
     )  # fmt: skip
-
-
-def interaction_matrix(train: TrainView) -> sparse.csr_matrix:
-    """Binary users x items matrix of the visible training interactions (each pair once)."""
-    data = train.data
-    users = np.repeat(np.arange(data.n_users), np.diff(data.offsets))[train.visible]
-    items = data.items[train.visible].astype(np.int64)
-    matrix = sparse.csr_matrix((np.ones(len(items), dtype=np.float32), (users, items)), shape=(data.n_users, data.n_items))
-    matrix.data[:] = 1.0  # duplicates were summed
-    return matrix
 
 
 class ItemMatrixBaseline(Baseline):
@@ -98,7 +87,7 @@ class ItemKNN(ItemMatrixBaseline):
 
     def fit(self, train: TrainView, validation: EvalCases, context: RunContext) -> None:
         self.n_items, self.pad_token = train.data.n_items, train.data.pad_token
-        x = interaction_matrix(train)
+        x = train.user_item_matrix()
         by_item = x.T.tocsr()
         counts = np.asarray(x.sum(axis=0)).ravel()
         alpha = self.options.alpha if self.options.similarity == "asymmetric" else 0.5
@@ -127,7 +116,7 @@ class EASE(ItemMatrixBaseline):
 
     def fit(self, train: TrainView, validation: EvalCases, context: RunContext) -> None:
         self.n_items, self.pad_token = train.data.n_items, train.data.pad_token
-        x = interaction_matrix(train)
+        x = train.user_item_matrix()
         gram = torch.from_numpy((x.T @ x).toarray().astype(np.float64))
         gram.diagonal().add_(self.options.l2)
         precision = torch.linalg.inv(gram)  # symmetric positive definite: one solve
