@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -116,3 +117,14 @@ def toy_spec(name: str = "toy", seed: int = 5, registry: Path | None = None, *, 
 def to_toml(data: dict) -> str:
     """A spec dict as TOML."""
     return dumps(data)
+
+
+def check_served_like_fitted(fitted: Any, served: Any) -> None:
+    """A registered model, loaded back, scores a history as the fitted one did and serves it as a new user."""
+    import torch
+
+    histories, users = torch.tensor([[1, 2, 3]]), torch.tensor([0])
+    assert torch.allclose(served.recommender.score(users, histories), fitted.score(users, histories), atol=1e-5)
+    raw = served.vocab.item_ids[[1, 2, 3]].tolist()
+    recommended = [r["item_id"] for r in served.recommend(history=raw, k=5)]
+    assert len(recommended) == 5 and not set(recommended) & set(raw)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import one_model_spec, write_ml1m
+from helpers import check_served_like_fitted, one_model_spec, write_ml1m
 from recplug._model_registry import ModelRegistry
 from recplug._plugin_manager import get_plugin_manager
 from recplug._runner import run_experiment
@@ -66,11 +66,7 @@ def test_bert4rec_trains_registers_reloads_and_serves_a_new_history(tmp_path: Pa
     assert len(history) == 2 and history[1]["loss/train"] < history[0]["loss/train"]
     fitted = result.fitted[0].recommender
     served = ModelRegistry(tmp_path / "registry").load("b4r-bert4rec")
-    histories, users = torch.tensor([[1, 2, 3]]), torch.tensor([0])
-    assert torch.allclose(served.recommender.score(users, histories), fitted.score(users, histories), atol=1e-5)
-    raw = served.vocab.item_ids[[1, 2, 3]].tolist()
-    recommended = [r["item_id"] for r in served.recommend(history=raw, k=5)]
-    assert len(recommended) == 5 and not set(recommended) & set(raw)
+    check_served_like_fitted(fitted, served)
 
 
 def test_bert4rec_options_are_checked(tmp_path: Path) -> None:

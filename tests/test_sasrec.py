@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import one_model_spec, write_ml1m
+from helpers import check_served_like_fitted, one_model_spec, write_ml1m
 from recplug._model_registry import ModelRegistry
 from recplug._plugin_manager import get_plugin_manager
 from recplug._runner import run_experiment
@@ -48,11 +48,7 @@ def test_sasrec_trains_registers_reloads_and_serves_a_new_history(tmp_path: Path
     fitted = result.fitted[0].recommender
     assert result.fitted[0].recommender.history and {r["metric"] for r in result.results["rows"]} >= {"ndcg"}
     served = ModelRegistry(tmp_path / "registry").load("sas-sasrec")
-    histories, users = torch.tensor([[1, 2, 3]]), torch.tensor([0])
-    assert torch.allclose(served.recommender.score(users, histories), fitted.score(users, histories), atol=1e-5)
-    raw = served.vocab.item_ids[[1, 2, 3]].tolist()
-    recommended = [r["item_id"] for r in served.recommend(history=raw, k=5)]
-    assert len(recommended) == 5 and not set(recommended) & set(raw)
+    check_served_like_fitted(fitted, served)
 
 
 def test_sasrec_options_are_checked_when_the_spec_is_read(tmp_path: Path) -> None:
