@@ -104,8 +104,11 @@ def _at_k_plot(axes: Any, cases: list[CaseResults], metric: str) -> None:
         by_recommender[c.recommender].append(c)
     for label, found in by_recommender.items():
         ks = np.arange(1, found[0].max_k + 1)
-        curve = np.mean([[getattr(c.ranked(), CURVE_METRICS[metric])(int(k)).mean().item() for k in ks] for c in found], axis=0)
-        axes.plot(ks, curve, marker=".", label=label)
+        per_seed = []
+        for c in found:  # each seed's lists are built once, then read at every k
+            at_k = getattr(c.ranked(), CURVE_METRICS[metric])
+            per_seed.append([at_k(int(k)).mean().item() for k in ks])
+        axes.plot(ks, np.mean(per_seed, axis=0), marker=".", label=label)
     axes.set_xlabel("k")
     axes.set_ylabel(f"{metric}@k")
     axes.legend(fontsize="small")
