@@ -1,4 +1,7 @@
-"""The transformer with a user tower: next-item prediction from a window of recent items plus the user."""
+"""The sequential models: recplug's transformer with a user tower, SASRec, BERT4Rec and GRU4Rec.
+
+The transformer predicts the next item from a window of recent items plus the user; SASRec is a preset of it,
+BERT4Rec (``bert4rec.py``) and GRU4Rec (``gru4rec.py``) share its next-item losses (``losses.py``)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from recplug.api import (
 
 from . import losses
 from .bert4rec import BERT4Rec, BERT4RecOptions
+from .gru4rec import GRU4Rec, GRU4RecOptions
 from .modules import UserTowerTransformer
 
 _ge0 = attrs.validators.ge(0)
@@ -391,3 +395,4 @@ def register_components(register) -> None:
     register.model("transformer", Transformer, TransformerOptions)
     register.model("sasrec", SASRec, SASRecOptions)
     register.model("bert4rec", BERT4Rec, BERT4RecOptions)
+    register.model("gru4rec", GRU4Rec, GRU4RecOptions)

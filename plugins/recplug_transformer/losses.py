@@ -1,4 +1,4 @@
-"""Next-item losses: full softmax, sampled softmax with logQ correction, and gBCE.
+"""Next-item losses of the sequential models: full softmax, sampled softmax with logQ correction, BPR-max, gBCE.
 
 Each loss takes the features of the positions being trained ``[N, H]`` and their target items ``[N]`` and
 returns one loss per position ``[N]``; the caller averages them (optionally weighted by rating).
@@ -10,6 +10,9 @@ returns one loss per position ``[N]``; the caller averages them (optionally weig
   full softmax (Yi et al., RecSys 2019). Negatives equal to the row's target are masked out.
 - BCE with one negative per target (SASRec, Kang & McAuley 2018): binary cross-entropy of the target against one
   item drawn uniformly for that target alone (a draw equal to the target is left out).
+- BPR-max (Hidasi & Karatzoglou, CIKM 2018; GRU4Rec's ranking loss): ``-log sum_j s_j sigmoid(r_target - r_j)``
+  plus ``lambda * sum_j s_j r_j^2``, ``s_j`` the softmax weight of negative j among the negatives: the pairwise
+  comparison is dominated by the hardest negatives, and the score regularisation keeps their logits near zero.
 - gBCE (Petrov & Macdonald, RecSys 2023): binary cross-entropy over the target and the ``S`` negatives with the
   positive probability raised to the power beta = alpha * (t * (1 - 1/alpha) + 1/alpha), alpha = S / (n_items - 1),
   which counters the overconfidence that negative sampling gives BCE; t = 0 is plain BCE, t = 1 full calibration.
@@ -79,3 +82,12 @@ def bce_one_negative(vectors: OutputVectors, features: torch.Tensor, targets: to
     positive = (features * vectors(targets)).sum(-1).float()
     negative = (features * vectors(negatives)).sum(-1).float()
     return -F.logsigmoid(positive) - F.logsigmoid(-negative) * (negatives != targets)
+
+
+def bpr_max(logits: torch.Tensor, regularization: float) -> torch.Tensor:
+    """BPR-max with the target in column 0 of ``logits`` (masked negatives at -inf carry no weight)."""
+    negative = logits[:, 1:]
+    weights = torch.softmax(negative, dim=1)
+    finite = negative.masked_fill(torch.isinf(negative), 0.0)
+    ranked_above = (weights * torch.sigmoid(logits[:, :1] - finite)).sum(1)
+    return -torch.log(ranked_above + 1e-24) + regularization * (weights * finite.square()).sum(1)
