@@ -10,11 +10,11 @@ import pytest
 from recplug._spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS = sorted(REPO.glob("examples/*.toml")) + [REPO / "examples" / "recplug-gru4rec" / "gru4rec.toml"]
+SPECS = sorted(REPO.glob("examples/*.toml")) + [REPO / "examples" / "recplug-youtube-dnn" / "youtube-dnn.toml"]
 
 
 def test_there_are_examples() -> None:
-    assert {p.name for p in SPECS} >= {"ml1m.toml", "popularity.toml", "ml1m-loo-fast.toml", "gru4rec.toml"}
+    assert {p.name for p in SPECS} >= {"ml1m.toml", "popularity.toml", "ml1m-loo-fast.toml", "youtube-dnn.toml"}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])

@@ -5,7 +5,7 @@
   left padding it carries.
 
 Checked for the transformer in each of its shapes (the seed's windows, all-position training, features and
-user towers) and for the example GRU4Rec plugin.
+user towers) and for GRU4Rec.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ def _transformer(data, **options):
 
 
 def _gru4rec(data):
-    from recplug_gru4rec import GRU4Rec, GRU4RecOptions
+    from recplug_transformer import GRU4Rec, GRU4RecOptions
 
-    model = GRU4Rec(GRU4RecOptions(hidden_dim=16, context_length=12, dropout=0.0))
+    model = GRU4Rec(GRU4RecOptions(hidden_dim=16, context_length=12, embedding_dropout=0.0, hidden_dropout=0.0))
     model.prepare(data)
     return model
 

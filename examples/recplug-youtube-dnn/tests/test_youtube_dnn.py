@@ -34,9 +34,9 @@ def write_data(folder: Path, n_users: int = 40, n_items: int = 30) -> Path:
 
 def test_plugin_is_registered_through_its_entry_point() -> None:
     registry = get_plugin_manager()
-    model = registry.get("model", "gru4rec")
-    assert model.distribution == "recplug-gru4rec" and model.version == "0.1.0"
-    assert registry.get("metric", "precision").distribution == "recplug-gru4rec"
+    model = registry.get("model", "youtube_dnn")
+    assert model.distribution == "recplug-youtube-dnn" and model.version == "0.1.0"
+    assert registry.get("metric", "precision").distribution == "recplug-youtube-dnn"
 
 
 def test_precision_is_hits_over_k() -> None:
@@ -55,11 +55,11 @@ name = "g"
 registry = "{tmp_path / 'registry'}"
 [dataset.movielens]
 data_dir = "{data}"
-[recommenders.gru4rec]
-hidden_dim = 32
-context_length = 8
-dropout = 0.0
-[recommenders.gru4rec.training]
+[recommenders.youtube_dnn]
+dim = 32
+window = 3
+chunk_length = 12
+[recommenders.youtube_dnn.training]
 epochs = 80
 batch_size = 16
 lr = 0.01
@@ -75,24 +75,24 @@ ks = [1, 5]
     assert rows[("hit_rate", 1)] > 0.8  # the walk is learnt: the next item is predicted first
     # one relevant item per case: precision@5 lies between 1/5 of the top-1 hits and 1/5 (every case a hit)
     assert rows[("hit_rate", 1)] / 5 <= rows[("precision", 5)] <= 0.2
-    served = load_model("g-gru4rec", registry=str(tmp_path / "registry"))
-    assert served.entry["plugin"]["distribution"] == "recplug-gru4rec"
+    served = load_model("g-youtube_dnn", registry=str(tmp_path / "registry"))
+    assert served.entry["plugin"]["distribution"] == "recplug-youtube-dnn"
     assert served.recommend(history=[3, 4, 5], k=1)[0]["item_id"] == 6
 
 
 @pytest.mark.realdata
 def test_real_ml1m_train_register_reload(tmp_path: Path, real_ml1m: Path) -> None:
     env = {**os.environ, "RECPLUG_DATA_DIR": str(real_ml1m), "RECPLUG_REGISTRY": str(tmp_path / "registry")}
-    spec = HERE.parent / "gru4rec.toml"
+    spec = HERE.parent / "youtube-dnn.toml"
     result = subprocess.run(
         [sys.executable, "-m", "recplug", "run", str(spec), "--out", str(tmp_path / "run"),
-         "--set", "recommenders.gru4rec.training.epochs=1", "--set", "recommenders.gru4rec.training.max_steps_per_epoch=30",
-         "--set", "recommenders.gru4rec.training.validation_cases=300"],
+         "--set", "recommenders.youtube_dnn.training.epochs=1", "--set", "recommenders.youtube_dnn.training.max_steps_per_epoch=30",
+         "--set", "recommenders.youtube_dnn.training.validation_cases=300"],
         capture_output=True, text=True, env=env, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
     assert {r["metric"] for r in rows} == {"ndcg", "hit_rate", "precision"}
-    served = load_model("ml1m-gru4rec-gru4rec", registry=str(tmp_path / "registry"))
+    served = load_model("ml1m-youtube-dnn-youtube_dnn", registry=str(tmp_path / "registry"))
     recs = served.recommend(user_id=1, k=5)
     assert len(recs) == 5 and all(r["title"] for r in recs)
