@@ -96,6 +96,12 @@ class TrainingOptions:
         default=None, validator=attrs.validators.optional(_in(1, 1024)),
         metadata={"doc": "torch CPU threads (default: torch's)."},
     )  # fmt: skip
+    max_minutes: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0)),
+        metadata={"doc": "A wall-clock budget: stop after the first epoch that ends this many minutes of training "
+                         "and validation after the start (a resumed run counts its earlier epochs). The schedule "
+                         "still spans 'epochs'."},
+    )  # fmt: skip
 
 
 class Model(Recommender):
@@ -327,7 +333,9 @@ class Trainer:
     def end_epoch(self, epoch: int, plan: TrainingPlan, summary: dict[str, float], writer: Any) -> bool:
         """Validate, keep the best and last checkpoints, report; True when training should stop early."""
         opts, state = self.options, self.state
+        started = time.perf_counter()
         summary.update(validate(self.model, plan.validation_examples, plan.validation_cases, opts.batch_size, self.train))
+        summary["time/validation_s"] = time.perf_counter() - started
         measure = _monitored(summary, plan.monitor, epoch + 1)
         improved = state.best is None or measure < state.best
         state.epoch = epoch + 1
@@ -344,6 +352,10 @@ class Trainer:
             self.context.on_epoch(epoch + 1, summary)
         if opts.patience is not None and state.bad_epochs >= opts.patience:
             log.info("early stop: no improvement for %d epochs", opts.patience)
+            return True
+        spent = sum(h.get("time/train_s", 0.0) + h.get("time/validation_s", 0.0) for h in state.history)
+        if opts.max_minutes is not None and spent >= opts.max_minutes * 60 and epoch + 1 < opts.epochs:
+            log.info("time budget reached: %.1f of %g minutes after %d epochs", spent / 60, opts.max_minutes, epoch + 1)
             return True
         return False
 

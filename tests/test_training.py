@@ -105,6 +105,15 @@ def test_early_stopping(toy_plugins, tmp_path: Path) -> None:
     assert 2 <= len(steps) < 50
 
 
+def test_a_time_budget_stops_after_the_epoch_that_spends_it(toy_plugins, tmp_path: Path) -> None:
+    result = run(toy_plugins, tmp_path / "run", epochs=5, max_minutes=1e-9)
+    history = result.fitted[-1].recommender.history
+    assert [h["epoch"] for h in history] == [1]
+    assert history[0]["time/train_s"] > 0 and history[0]["time/validation_s"] > 0
+    unbounded = run(toy_plugins, tmp_path / "unbounded", epochs=3, max_minutes=60.0)
+    assert [h["epoch"] for h in unbounded.fitted[-1].recommender.history] == [1, 2, 3]
+
+
 def test_resume_from_the_command_line(tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "s.toml", to_toml(toy_spec(registry=tmp_path / "registry", training={"epochs": 1})))
     out = tmp_path / "run"
