@@ -23,8 +23,11 @@ def figure_html(draw: Any, *args: Any, size: tuple[float, float] = (8, 3.6)) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from cycler import cycler
 
     figure, axes = plt.subplots(figsize=size, dpi=100)
+    # ten colours, then the same ten dashed, then dotted: no two of thirty lines look alike
+    axes.set_prop_cycle(cycler(linestyle=["-", "--", ":"]) * cycler(color=plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     try:
         draw(axes, *args)
         figure.tight_layout()

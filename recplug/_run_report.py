@@ -38,7 +38,8 @@ def write_run_report(path: Path, results: dict[str, Any], cases: list[CaseResult
         parts += [f"<h2>{html.escape(split)}</h2>", f"<p>{_protocol_text(protocol)}</p>",
                   _table(split, results["rows"]), _legend(protocol, results["rows"], split),
                   _differences(protocol, [r for r in results["rows"] if r["split"] == split])]  # fmt: skip
-        split_cases = [c for c in cases if c.split == split]
+        order = list(dict.fromkeys(r["recommender"] for r in results["rows"] if r["split"] == split))
+        split_cases = sorted((c for c in cases if c.split == split), key=lambda c: _position(order, c.recommender))
         if plots and split_cases:
             parts += [f"<h3>{html.escape(name)}@k</h3>" + figure_html(_at_k_plot, split_cases, name)
                       for name in CURVE_METRICS if any(r["metric"] == name for r in results["rows"])]  # fmt: skip
@@ -98,6 +99,16 @@ def _differences(protocol: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     return f"<h3>Difference from {reference} (adjusted p-value)</h3><table><tr>{head}</tr>{body}</table>"
 
 
+def _position(order: list[str], label: str) -> int:
+    """Where ``label`` stands in the table (so a recommender keeps its colour in every plot)."""
+    return order.index(label) if label in order else len(order)
+
+
+def _beside(axes: Any) -> None:
+    """The legend to the right of the plot, where it hides no curve."""
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+
+
 def _at_k_plot(axes: Any, cases: list[CaseResults], metric: str) -> None:
     by_recommender: dict[str, list[CaseResults]] = defaultdict(list)
     for c in cases:
@@ -111,10 +122,11 @@ def _at_k_plot(axes: Any, cases: list[CaseResults], metric: str) -> None:
         axes.plot(ks, np.mean(per_seed, axis=0), marker=".", label=label)
     axes.set_xlabel("k")
     axes.set_ylabel(f"{metric}@k")
-    axes.legend(fontsize="small")
+    _beside(axes)
 
 
 def _curve_plot(axes: Any, fits: list[dict[str, Any]], measure: str) -> None:
+    """One line per fit; losses on a log scale (losses of different kinds differ by orders of magnitude)."""
     for fit in fits:
         points = [(e["epoch"], e[measure]) for e in fit["history"] if e.get(measure) is not None]
         if points:
@@ -123,7 +135,9 @@ def _curve_plot(axes: Any, fits: list[dict[str, Any]], measure: str) -> None:
             axes.plot(*zip(*points), marker=".", label=label)
     axes.set_xlabel("epoch")
     axes.set_ylabel(measure)
-    axes.legend(fontsize="small")
+    if measure.startswith("loss/") and all(y > 0 for line in axes.get_lines() for y in line.get_ydata()):
+        axes.set_yscale("log")
+    _beside(axes)
 
 
 def _fit_times_plot(axes: Any, seconds: dict[str, float]) -> None:
