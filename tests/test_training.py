@@ -53,6 +53,9 @@ def test_resume_continues_to_the_same_result(toy_plugins, tmp_path: Path) -> Non
     run(toy_plugins, tmp_path / "part", epochs=2)  # an interrupted run: 2 of 3 epochs (constant learning rate)
     resumed = run(toy_plugins, tmp_path / "part", resume=True, epochs=3)
     assert metrics_of(resumed) == metrics_of(full)
+    fit = resumed.fitted[-1]  # its fit time counts the two epochs trained before the resume
+    assert len(fit.recommender.history) == 3
+    assert fit.fit_seconds >= sum(h["time/train_s"] + h["time/validation_s"] for h in fit.recommender.history)
 
 
 def test_the_checkpoint_holds_a_typed_state_and_a_format(toy_plugins, tmp_path: Path) -> None:
