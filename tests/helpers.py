@@ -119,6 +119,22 @@ def to_toml(data: dict) -> str:
     return dumps(data)
 
 
+def train_register_and_reload(tmp_path: Path, label: str, options: str, training: str) -> tuple[Any, Any]:
+    """Train ``[recommenders.<label>]`` on small ML-1M-format data, register it as ``m-<label>``, load it back:
+    (the run's result, the served model). The recommender has a training history and an NDCG row."""
+    from recplug._model_registry import ModelRegistry
+    from recplug._plugin_manager import get_plugin_manager
+    from recplug._runner import run_experiment
+    from recplug._spec import load_spec
+
+    data = write_ml1m(tmp_path / "data", n_users=40, n_movies=40)
+    spec = one_model_spec(tmp_path / "s.toml", data, "m", label, options, training, tmp_path / "registry")
+    plugins = get_plugin_manager()
+    result = run_experiment(load_spec(spec, plugins), plugins, run_dir=tmp_path / "run")
+    assert result.fitted[0].recommender.history and {r["metric"] for r in result.results["rows"]} >= {"ndcg"}
+    return result, ModelRegistry(tmp_path / "registry").load(f"m-{label}")
+
+
 def check_served_like_fitted(fitted: Any, served: Any) -> None:
     """A registered model, loaded back, scores a history as the fitted one did and serves it as a new user."""
     import torch

@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import check_served_like_fitted, one_model_spec, write_ml1m
-from recplug._model_registry import ModelRegistry
+from helpers import check_served_like_fitted, train_register_and_reload
 from recplug._plugin_manager import get_plugin_manager
-from recplug._runner import run_experiment
 from recplug._spec import load_spec
 from recplug_transformer import BERT4Rec, BERT4RecOptions
 from recplug_transformer.modules import MaskedItemModel
@@ -57,16 +55,11 @@ def test_scores_come_from_a_mask_placed_after_the_history() -> None:
 
 
 def test_bert4rec_trains_registers_reloads_and_serves_a_new_history(tmp_path: Path) -> None:
-    data = write_ml1m(tmp_path / "data", n_users=40, n_movies=40)
-    spec = one_model_spec(tmp_path / "s.toml", data, "b4r", "bert4rec", "max_length = 20\nhidden_units = 16",
-                          "epochs = 2\nbatch_size = 16\nlr = 0.001", tmp_path / "registry")  # fmt: skip
-    plugins = get_plugin_manager()
-    result = run_experiment(load_spec(spec, plugins), plugins, run_dir=tmp_path / "run")
+    result, served = train_register_and_reload(tmp_path, "bert4rec", "max_length = 20\nhidden_units = 16",
+                                               "epochs = 2\nbatch_size = 16\nlr = 0.001")  # fmt: skip
     history = result.fitted[0].recommender.history
     assert len(history) == 2 and history[1]["loss/train"] < history[0]["loss/train"]
-    fitted = result.fitted[0].recommender
-    served = ModelRegistry(tmp_path / "registry").load("b4r-bert4rec")
-    check_served_like_fitted(fitted, served)
+    check_served_like_fitted(result.fitted[0].recommender, served)
 
 
 def test_bert4rec_options_are_checked(tmp_path: Path) -> None:

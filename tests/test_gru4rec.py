@@ -7,11 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import check_served_like_fitted, one_model_spec, write_ml1m
-from recplug._model_registry import ModelRegistry
-from recplug._plugin_manager import get_plugin_manager
-from recplug._runner import run_experiment
-from recplug._spec import load_spec
+from helpers import check_served_like_fitted, train_register_and_reload
 from recplug_transformer import GRU4Rec, GRU4RecOptions, losses
 from recplug_transformer.gru4rec import GRU4RecModule
 
@@ -62,16 +58,9 @@ def _untrained(options: GRU4RecOptions, n_items: int) -> GRU4Rec:
 
 @pytest.mark.parametrize("loss", ["cross_entropy", "bpr_max"])
 def test_gru4rec_trains_registers_reloads_and_serves_a_new_history(tmp_path: Path, loss: str) -> None:
-    data = write_ml1m(tmp_path / "data", n_users=40, n_movies=40)
-    spec = one_model_spec(tmp_path / "s.toml", data, "gru", "gru4rec",
-                          f'hidden_dim = 16\ncontext_length = 20\nloss = "{loss}"\nnegatives = 8',
-                          "epochs = 1\nbatch_size = 32\nlr = 0.001", tmp_path / "registry")  # fmt: skip
-    plugins = get_plugin_manager()
-    result = run_experiment(load_spec(spec, plugins), plugins, run_dir=tmp_path / "run")
-    fitted = result.fitted[0].recommender
-    assert fitted.history and {r["metric"] for r in result.results["rows"]} >= {"ndcg"}
-    served = ModelRegistry(tmp_path / "registry").load("gru-gru4rec")
-    check_served_like_fitted(fitted, served)
+    options = f'hidden_dim = 16\ncontext_length = 20\nloss = "{loss}"\nnegatives = 8'
+    result, served = train_register_and_reload(tmp_path, "gru4rec", options, "epochs = 1\nbatch_size = 32\nlr = 0.001")
+    check_served_like_fitted(result.fitted[0].recommender, served)
 
 
 def test_an_empty_history_still_gets_scores() -> None:

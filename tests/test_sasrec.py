@@ -8,10 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import check_served_like_fitted, one_model_spec, write_ml1m
-from recplug._model_registry import ModelRegistry
+from helpers import check_served_like_fitted, train_register_and_reload
 from recplug._plugin_manager import get_plugin_manager
-from recplug._runner import run_experiment
 from recplug._spec import load_spec
 from recplug.api import SpecError
 from recplug_transformer import SASRec, SASRecOptions, losses
@@ -39,16 +37,9 @@ def test_the_options_build_a_sasrec_shaped_transformer() -> None:
 
 @pytest.mark.parametrize("loss", ["bce", "sampled_softmax", "softmax"])
 def test_sasrec_trains_registers_reloads_and_serves_a_new_history(tmp_path: Path, loss: str) -> None:
-    data = write_ml1m(tmp_path / "data", n_users=40, n_movies=40)
-    spec = one_model_spec(tmp_path / "s.toml", data, "sas", "sasrec",
-                          f'max_length = 20\nhidden_units = 16\nloss = "{loss}"\nnegatives = 8',
-                          "epochs = 1\nbatch_size = 32\nlr = 0.001", tmp_path / "registry")  # fmt: skip
-    plugins = get_plugin_manager()
-    result = run_experiment(load_spec(spec, plugins), plugins, run_dir=tmp_path / "run")
-    fitted = result.fitted[0].recommender
-    assert result.fitted[0].recommender.history and {r["metric"] for r in result.results["rows"]} >= {"ndcg"}
-    served = ModelRegistry(tmp_path / "registry").load("sas-sasrec")
-    check_served_like_fitted(fitted, served)
+    options = f'max_length = 20\nhidden_units = 16\nloss = "{loss}"\nnegatives = 8'
+    result, served = train_register_and_reload(tmp_path, "sasrec", options, "epochs = 1\nbatch_size = 32\nlr = 0.001")
+    check_served_like_fitted(result.fitted[0].recommender, served)
 
 
 def test_sasrec_options_are_checked_when_the_spec_is_read(tmp_path: Path) -> None:
