@@ -499,11 +499,11 @@ def _report_epoch(writer: Any, summary: dict[str, float], epoch: int, epochs: in
             if key != "time/train_s":
                 writer.add_scalar(key, value, epoch)
         writer.flush()
-    log.info(
-        "epoch %d/%d  train loss %.4f  val loss %.4f  val ndcg@10 %.4f  %.0f samples/s  %.1fs%s",
-        epoch, epochs, summary["loss/train"], summary["loss/validation"], summary.get("validation/ndcg@10", float("nan")),
-        summary["throughput/samples_per_s"], summary["time/train_s"], "  *" if improved else "",
-    )  # fmt: skip
+    measured = [(name, summary.get(key, math.nan)) for name, key in
+                (("train loss", "loss/train"), ("val loss", "loss/validation"), ("val ndcg@10", "validation/ndcg@10"))]
+    parts = [f"{name} {value:.4f}" for name, value in measured if not math.isnan(value)]  # a measure not taken: left out
+    log.info("epoch %d/%d  %s  %.0f samples/s  %.1fs%s", epoch, epochs, "  ".join(parts),
+             summary["throughput/samples_per_s"], summary["time/train_s"], "  *" if improved else "")  # fmt: skip
 
 
 def _lr_lambda(opts: TrainingOptions, total_steps: int) -> Callable[[int], float]:
