@@ -27,6 +27,7 @@ from ._plugin_manager import PluginManager
 from ._run_report import write_run_report
 from ._spec import ComponentSpec, ExperimentSpec
 from ._split import Split
+from ._training import trained_seconds
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -140,7 +141,8 @@ def run_experiment(
                 log.info("fitting %s on %s", which, split_spec.label)
                 t0 = time.perf_counter()
                 recommender.fit(split.train, split.validation, fit_context)
-                fit_seconds = max(time.perf_counter() - t0, _trained_seconds(recommender))
+                # a fit resumed from a checkpoint counts the epochs trained before the resume
+                fit_seconds = max(time.perf_counter() - t0, trained_seconds(getattr(recommender, "history", [])))
                 log.info("%s on %s: fitted in %.1fs", which, split_spec.label, fit_seconds)
                 values = {}
                 if main:
@@ -287,12 +289,6 @@ def results_document(spec: ExperimentSpec, data: Interactions, fitted: list[Fitt
                   "fit_seconds": round(f.fit_seconds, 2), "history": _plain_history(getattr(f.recommender, "history", []))}
                  for f in fitted],  # fmt: skip
     }
-
-
-def _trained_seconds(recommender: Any) -> float:
-    """Training and validation time of every epoch in the recommender's history: a fit resumed from a checkpoint
-    counts the epochs trained before the resume."""
-    return sum(e.get("time/train_s", 0.0) + e.get("time/validation_s", 0.0) for e in getattr(recommender, "history", []))
 
 
 def _plain_history(history: list[dict[str, float]]) -> list[dict[str, float | None]]:

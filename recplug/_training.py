@@ -353,7 +353,7 @@ class Trainer:
         if opts.patience is not None and state.bad_epochs >= opts.patience:
             log.info("early stop: no improvement for %d epochs", opts.patience)
             return True
-        spent = sum(h.get("time/train_s", 0.0) + h.get("time/validation_s", 0.0) for h in state.history)
+        spent = trained_seconds(state.history)
         if opts.max_minutes is not None and spent >= opts.max_minutes * 60 and epoch + 1 < opts.epochs:
             log.info("time budget reached: %.1f of %g minutes after %d epochs", spent / 60, opts.max_minutes, epoch + 1)
             return True
@@ -504,6 +504,12 @@ def _report_epoch(writer: Any, summary: dict[str, float], epoch: int, epochs: in
     parts = [f"{name} {value:.4f}" for name, value in measured if not math.isnan(value)]  # a measure not taken: left out
     log.info("epoch %d/%d  %s  %.0f samples/s  %.1fs%s", epoch, epochs, "  ".join(parts),
              summary["throughput/samples_per_s"], summary["time/train_s"], "  *" if improved else "")  # fmt: skip
+
+
+def trained_seconds(history: list[dict[str, float]]) -> float:
+    """Training and validation time of every epoch in ``history`` (a resumed fit's history includes the epochs
+    trained before the resume)."""
+    return sum(e.get("time/train_s", 0.0) + e.get("time/validation_s", 0.0) for e in history)
 
 
 def _lr_lambda(opts: TrainingOptions, total_steps: int) -> Callable[[int], float]:
