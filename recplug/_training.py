@@ -216,14 +216,13 @@ class Trainer:
         torch.manual_seed(self.context.seed)
         plan = self.plan()
         self.optimizer, self.scheduler = _optimizer_and_schedule(self.model, opts, plan.total_steps)
-        if self.context.resume:
-            self.resume()
+        stopped = self.resume() if self.context.resume else False
         step_fn = self.wrap()
         writer = _tensorboard(self.context) if self.rank == 0 else None
         summary: dict[str, float] = {}
         stop = StopRequest()
         try:
-            for epoch in range(self.state.epoch, opts.epochs):
+            for epoch in range(self.state.epoch, self.state.epoch if stopped else opts.epochs):
                 summary = self.run_epoch(epoch, plan, step_fn, stop)
                 if self.end_epoch(epoch, plan, summary, writer):
                     break
@@ -268,13 +267,19 @@ class Trainer:
             monitor=monitor,
         )
 
-    def resume(self) -> None:
-        """Continue from the last checkpoint, when there is one: weights, optimizer, schedule, RNG and state."""
+    def resume(self) -> bool:
+        """Continue from the last checkpoint, when there is one: weights, optimizer, schedule, RNG and state.
+        True when that fit had already stopped (patience or time budget)."""
         resumed = self.resume_from.load("last", self.model, self.optimizer, self.scheduler)
         if resumed is not None:
             self.checkpoints.best_state = self.resume_from.best_state
             self.state = resumed
             log.info("resumed from epoch %d", self.state.epoch)
+            reason = self.stop_reason() if resumed.step_in_epoch == 0 else None
+            if reason:
+                log.info("%s before the resume: no further epoch", reason)
+                return True
+        return False
 
     def wrap(self) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         """The loss function the steps call: compiled, and under DistributedDataParallel with several processes."""
@@ -350,14 +355,20 @@ class Trainer:
             _report_epoch(writer, summary, epoch + 1, opts.epochs, improved)
         if self.context.on_epoch is not None:
             self.context.on_epoch(epoch + 1, summary)
+        reason = self.stop_reason()
+        if reason:
+            log.info(reason)
+        return reason is not None
+
+    def stop_reason(self) -> str | None:
+        """Why training ends after the epochs completed so far (patience or the time budget), or None."""
+        opts, state = self.options, self.state
         if opts.patience is not None and state.bad_epochs >= opts.patience:
-            log.info("early stop: no improvement for %d epochs", opts.patience)
-            return True
+            return f"early stop: no improvement for {opts.patience} epochs"
         spent = trained_seconds(state.history)
-        if opts.max_minutes is not None and spent >= opts.max_minutes * 60 and epoch + 1 < opts.epochs:
-            log.info("time budget reached: %.1f of %g minutes after %d epochs", spent / 60, opts.max_minutes, epoch + 1)
-            return True
-        return False
+        if opts.max_minutes is not None and spent >= opts.max_minutes * 60 and state.epoch < opts.epochs:
+            return f"time budget reached: {spent / 60:.1f} of {opts.max_minutes:g} minutes after {state.epoch} epochs"
+        return None
 
 
 def _run_directory(component_dir: str | None) -> str:

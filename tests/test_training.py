@@ -117,6 +117,16 @@ def test_a_time_budget_stops_after_the_epoch_that_spends_it(toy_plugins, tmp_pat
     assert [h["epoch"] for h in unbounded.fitted[-1].recommender.history] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("stopping", [{"max_minutes": 1e-9}, {"patience": 1, "lr": 2.0, "monitor": "ndcg@10"}])
+def test_resuming_a_fit_that_had_stopped_trains_no_further_epoch(toy_plugins, tmp_path: Path, stopping) -> None:
+    first = run(toy_plugins, tmp_path / "run", epochs=50, **stopping)
+    epochs = [h["epoch"] for h in first.fitted[-1].recommender.history]
+    assert len(epochs) < 50
+    again = run(toy_plugins, tmp_path / "run", resume=True, epochs=50, **stopping)
+    assert [h["epoch"] for h in again.fitted[-1].recommender.history] == epochs
+    assert metrics_of(again) == metrics_of(first)
+
+
 def test_resume_from_the_command_line(tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "s.toml", to_toml(toy_spec(registry=tmp_path / "registry", training={"epochs": 1})))
     out = tmp_path / "run"
