@@ -29,6 +29,26 @@ def test_sampled_softmax_over_every_item_is_the_full_softmax() -> None:
     torch.testing.assert_close(losses.sampled_softmax(logits), full)
 
 
+def test_label_smoothing_spreads_over_the_items_left_in_the_softmax() -> None:
+    torch.manual_seed(0)
+    weight, features, targets = torch.randn(50, 8), torch.randn(12, 8), torch.randint(50, (12,))
+    smoothed = losses.full_softmax(vectors_of(weight), features, targets, label_smoothing=0.1)
+    torch.testing.assert_close(smoothed, F.cross_entropy(features @ weight.T, targets, label_smoothing=0.1,
+                                                         reduction="none"))  # fmt: skip
+    # excluding items: equal to the smoothed softmax over the catalogue without them (and finite)
+    kept = torch.tensor([i for i in range(50) if i % 7 != 3 or i in targets.tolist()])
+    rows = torch.arange(12).repeat_interleave(50)
+    items = torch.arange(50).repeat(12)
+    out = ~torch.isin(items, kept)
+    excluded = losses.full_softmax(vectors_of(weight), features, targets, label_smoothing=0.1,
+                                   excluded=(rows[out], items[out]))  # fmt: skip
+    remapped = torch.searchsorted(kept, targets)
+    expected = F.cross_entropy(features @ weight[kept].T, remapped, label_smoothing=0.1, reduction="none")
+    torch.testing.assert_close(excluded, expected)
+    logits = losses.sampled_logits(vectors_of(weight), features, targets, torch.arange(50), log_q=None)
+    assert torch.isfinite(losses.sampled_softmax(logits, label_smoothing=0.1)).all()
+
+
 def test_logq_correction_subtracts_the_log_sampling_probability() -> None:
     torch.manual_seed(0)
     weight, features = torch.randn(20, 4), torch.randn(3, 4)

@@ -137,10 +137,12 @@ def test_tied_output_and_side_features(ml1m_dir: Path) -> None:
 
 
 def test_skip_seen_leaves_window_items_out_of_the_softmax(ml1m_dir: Path) -> None:
-    from recplug_transformer import _seen_so_far
+    from recplug_transformer import _seen_before
 
-    seen = _seen_so_far(torch.tensor([[5, 1, 5, 2]]), n_items=5)  # 5 is the padding token
-    assert seen[0].int().tolist() == [[0, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 1, 0, 0, 0], [0, 1, 1, 0, 0]]
+    # 5 is the padding token; every position is trained; a position's own target is never excluded
+    items, targets = torch.tensor([[5, 1, 5, 2]]), torch.tensor([1, 3, 1, 0])
+    rows, seen = _seen_before(items, torch.ones(1, 4, dtype=torch.bool), targets, n_items=5)
+    assert sorted(zip(rows.tolist(), seen.tolist())) == [(1, 1), (3, 1), (3, 2)]
     data = load(ml1m_dir)
     split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
     for objective, join in (("window", "flatten"), ("all_positions", "last")):
@@ -154,6 +156,28 @@ def test_skip_seen_leaves_window_items_out_of_the_softmax(ml1m_dir: Path) -> Non
         assert skipping.loss(batch).item() < plain.loss(batch).item()  # less competition in the softmax
         scores = skipping.score(torch.tensor([0]), torch.tensor([[1, 2, 3]]))
         assert torch.isinf(scores[0, [1, 2, 3]]).all() and torch.isfinite(scores[0, 4])
+
+
+def test_seen_pairs_match_the_dense_mask_on_random_windows() -> None:
+    """The (row, item) pairs equal a dense definition: item i is excluded at trained position (b, t) when it is
+    among items[b, :t + 1] and is not that position's target."""
+    from recplug_transformer import _seen_before
+
+    generator = torch.Generator().manual_seed(0)
+    n_items, batch, length = 30, 6, 12
+    items = torch.randint(n_items + 1, (batch, length), generator=generator)  # n_items: padding
+    mask = torch.rand(batch, length, generator=generator) < 0.7
+    targets = torch.randint(n_items, (int(mask.sum()),), generator=generator)
+    dense = torch.zeros(batch, length, n_items + 1, dtype=torch.bool)
+    for b in range(batch):
+        for t in range(length):
+            dense[b, t, items[b, : t + 1]] = True
+    expected = dense[mask][:, :n_items]
+    expected[torch.arange(len(targets)), targets] = False
+    rows, seen = _seen_before(items, mask, targets, n_items)
+    got = torch.zeros_like(expected)
+    got[rows, seen] = True
+    assert torch.equal(got, expected)
 
 
 def registry_spec_data(data_dir: Path, registry_dir: Path) -> dict:

@@ -180,10 +180,11 @@ class Transformer(Model):
             mask = batch["mask"]
             features = self.module.position_features(users, items)[mask]
             targets, ratings = batch["targets"][mask], batch["target_ratings"][mask]
-            seen = _seen_so_far(items, self.n_items)[mask] if skips_seen else None
         else:
             features, targets, ratings = self.module.features(users, items), batch["targets"], batch["target_ratings"]
-            seen = _seen_so_far(items, self.n_items)[:, -1] if skips_seen else None
+            mask = torch.zeros_like(items, dtype=torch.bool)
+            mask[:, -1] = True
+        seen = _seen_before(items, mask, targets, self.n_items) if skips_seen else None
         per_target = self._loss_per_target(features, targets, seen)
         if self.options.rating_weighted_loss:
             return (per_target * ratings).sum() / ratings.sum().clamp(min=1e-6)
@@ -191,9 +192,7 @@ class Transformer(Model):
 
     def _loss_per_target(self, features: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
         o, vectors = self.options, self.module.output_vectors
-        if o.loss == "softmax":
-            if seen is not None:  # items already in the window cannot be the answer: leave them out of the softmax
-                seen[torch.arange(len(targets), device=seen.device), targets] = False
+        if o.loss == "softmax":  # items already in the window cannot be the answer: they leave the softmax
             return losses.full_softmax(vectors, features, targets, label_smoothing=o.label_smoothing, excluded=seen)
         if o.loss == "bce":
             return losses.bce_one_negative(vectors, features, targets, self.n_items)
@@ -252,11 +251,19 @@ def _log_target_frequency(train: TrainView, n_items: int) -> torch.Tensor:
     return torch.from_numpy(np.log(np.maximum(counts, 0.5) / max(counts.sum(), 1))).float()
 
 
-def _seen_so_far(items: torch.Tensor, n_items: int) -> torch.Tensor:
-    """``[B, L, n_items]`` bool: the items among ``items[b, :t + 1]`` (padding ignored)."""
-    onehot = torch.zeros(*items.shape, n_items + 1, dtype=torch.uint8, device=items.device)
-    onehot.scatter_(2, items.unsqueeze(2), 1)
-    return torch.cummax(onehot, dim=1).values[..., :n_items].bool()
+def _seen_before(items: torch.Tensor, mask: torch.Tensor, targets: torch.Tensor,
+                 n_items: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """The items among ``items[b, :t + 1]`` for every trained position ``mask[b, t]``, as (row, item) pairs:
+    ``row`` counts the trained positions in order (the rows of ``features[mask]``). A row's own target is left
+    out. Pairs, not a ``[N, n_items]`` mask: a window of L items has at most L(L + 1)/2 of them."""
+    length = items.shape[1]
+    earlier = torch.ones(length, length, dtype=torch.bool, device=items.device).tril()  # [t, s]: s <= t
+    pairs = mask[:, :, None] & earlier & (items != n_items)[:, None, :]
+    b, t, s = pairs.nonzero(as_tuple=True)
+    rows = (mask.flatten().cumsum(0) - 1).view(mask.shape)[b, t]
+    seen = items[b, s]
+    keep = seen != targets[rows]
+    return rows[keep], seen[keep]
 
 
 def item_feature(data: Interactions, column: str) -> torch.Tensor:

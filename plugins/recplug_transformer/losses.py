@@ -29,13 +29,24 @@ OutputVectors = Callable[[torch.Tensor | None], torch.Tensor]
 """``vectors(items [S] or None) -> [S, H]``: the output vectors of items (None: every item); logit = feature . vector."""
 
 
-def full_softmax(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor, *,
-                 label_smoothing: float = 0.0, excluded: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
-    """Cross-entropy over the whole catalogue; ``excluded`` ``[N, n_items]`` items leave the softmax."""
+def full_softmax(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,
+                 excluded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    """Cross-entropy over the whole catalogue; ``excluded`` (row, item) pairs leave the softmax."""
     logits = (features @ vectors(None).T).float()
-    if excluded is not None:
-        logits = logits.masked_fill(excluded, float("-inf"))
-    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing, reduction="none")
+    if excluded is not None:  # in place: the matrix product's backward needs its inputs, not its output
+        logits = logits.index_put_(excluded, torch.tensor(float("-inf"), device=logits.device))
+    return cross_entropy(logits, targets, label_smoothing)
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy per row. Label smoothing spreads its share over the items in the softmax: a logit at -inf
+    (an excluded item) is out of it, where ``F.cross_entropy`` would smooth onto it and return inf."""
+    if label_smoothing == 0.0:
+        return F.cross_entropy(logits, targets, reduction="none")
+    log_p = torch.log_softmax(logits, dim=1)
+    inside = torch.isfinite(logits)
+    uniform = -log_p.masked_fill(~inside, 0.0).sum(1) / inside.sum(1)
+    return (1 - label_smoothing) * -log_p.gather(1, targets[:, None])[:, 0] + label_smoothing * uniform
 
 
 def draw_negatives(targets: torch.Tensor, count: int, n_items: int, source: str) -> torch.Tensor:
@@ -63,7 +74,7 @@ def sampled_logits(vectors: OutputVectors, features: torch.Tensor, targets: torc
 def sampled_softmax(logits: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Cross-entropy with the target in column 0 of ``logits`` from :func:`sampled_logits`."""
     zeros = torch.zeros(len(logits), dtype=torch.int64, device=logits.device)
-    return F.cross_entropy(logits, zeros, label_smoothing=label_smoothing, reduction="none")
+    return cross_entropy(logits, zeros, label_smoothing)
 
 
 def gbce(logits: torch.Tensor, n_items: int, t: float) -> torch.Tensor:
