@@ -6,7 +6,13 @@ Two public namespaces: this package, for users (:func:`load_model`, :class:`Mode
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# Before torch loads its OpenMP runtime: waiting threads sleep instead of spinning, so that several recplug
+# processes on one machine share its cores instead of burning them (docs/results.rst, "Sharing the CPU"; a value the user set is kept).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RecplugError

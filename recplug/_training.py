@@ -92,9 +92,10 @@ class TrainingOptions:
     )  # fmt: skip
     amp: bool = attrs.field(default=True, metadata={"doc": "bf16 autocast on CUDA (ignored on CPU)."})
     compile: bool = attrs.field(default=False, metadata={"doc": "Wrap the module with torch.compile."})
-    num_threads: int | None = attrs.field(
+    threads: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_in(1, 1024)),
-        metadata={"doc": "torch CPU threads (default: torch's)."},
+        metadata={"doc": "torch CPU threads (default: OMP_NUM_THREADS when set, else the cores this process may "
+                         "run on)."},
     )  # fmt: skip
     max_minutes: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0)),
@@ -209,8 +210,8 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Plan, resume, wrap, then run epochs until done or stopped early; returns the last epoch's summary."""
         opts = self.options
-        if opts.num_threads:
-            torch.set_num_threads(opts.num_threads)
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
         self.device = resolve_device(self.context.device)
         self.model.to(self.device)
         torch.manual_seed(self.context.seed)

@@ -233,3 +233,15 @@ def test_a_resumed_epoch_reports_the_throughput_of_its_own_steps(toy_plugins, tm
     samples_here = len(split.train.target_positions) - 20 * 4
     assert steps_left > 0
     assert result["throughput/samples_per_s"] == pytest.approx(samples_here / result["time/train_s"])
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_recplug_makes_openmp_threads_wait_passively_unless_told(given: str | None, expected: str) -> None:
+    """Set before torch loads OpenMP (benchmarks/test_cpu_sharing.py measures why); a user's choice is kept."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    code = "import recplug, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == expected
