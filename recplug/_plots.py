@@ -8,7 +8,7 @@ import io
 from typing import Any
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
-table{border-collapse:collapse;font-size:.9em}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:right}
+table{border-collapse:collapse;font-size:.9em}td,th{border-bottom:1px solid #ddd;padding:.3em .6em;text-align:right;white-space:nowrap}
 th{background:#f4f4f4}td.params,td.label{text-align:left;font-family:monospace}img{max-width:100%}.note{color:#666}"""
 
 

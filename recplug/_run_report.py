@@ -137,6 +137,10 @@ def _curve_plot(axes: Any, fits: list[dict[str, Any]], measure: str) -> None:
     axes.set_ylabel(measure)
     if measure.startswith("loss/") and all(y > 0 for line in axes.get_lines() for y in line.get_ydata()):
         axes.set_yscale("log")
+        from matplotlib.ticker import FormatStrFormatter
+
+        for axis in (axes.yaxis.set_major_formatter, axes.yaxis.set_minor_formatter):
+            axis(FormatStrFormatter("%g"))  # 5, 6, 7 rather than 5x10^0 on a short log range
     _beside(axes)
 
 
