@@ -31,7 +31,7 @@ from tqdm import tqdm
 from . import _distributed as distributed
 from ._components import Recommender, RunContext
 from ._data import Interactions
-from ._devices import resolve_device
+from ._devices import resolve_device, reuse_freed_memory
 from ._errors import DataError, RecplugError, SpecError
 from ._evaluation import rank_cases
 from ._examples import ExampleSource
@@ -213,6 +213,8 @@ class Trainer:
         if opts.threads:
             torch.set_num_threads(opts.threads)
         self.device = resolve_device(self.context.device)
+        if self.device.type == "cpu":
+            reuse_freed_memory()
         self.model.to(self.device)
         torch.manual_seed(self.context.seed)
         plan = self.plan()
