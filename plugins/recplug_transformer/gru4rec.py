@@ -18,6 +18,7 @@ from torch import nn
 from recplug.api import Interactions, Model, SequenceChunks, TrainView
 
 from . import losses
+from .dropout import Dropout
 
 _dropout = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
 _width = [attrs.validators.ge(1), attrs.validators.le(8192)]
@@ -60,10 +61,10 @@ class GRU4RecModule(nn.Module):
         super().__init__()
         self.n_items = n_items
         self.embedding = nn.Embedding(n_items + 1, options.hidden_dim, padding_idx=n_items)
-        self.input_dropout = nn.Dropout(options.embedding_dropout)
+        self.input_dropout = Dropout(options.embedding_dropout)
         self.gru = nn.GRU(options.hidden_dim, options.hidden_dim, options.num_layers, batch_first=True,
                           dropout=options.hidden_dropout if options.num_layers > 1 else 0.0)  # fmt: skip
-        self.output_dropout = nn.Dropout(options.hidden_dropout)
+        self.output_dropout = Dropout(options.hidden_dropout)
         self.output = None if options.tied_output else nn.Embedding(n_items, options.hidden_dim)
         nn.init.normal_(self.embedding.weight, std=options.hidden_dim**-0.5)
         with torch.no_grad():

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .dropout import Dropout, dropout
+
 
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention with a fused qkv projection (via scaled_dot_product_attention); causal unless
@@ -21,7 +23,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.attention_dropout = attention_dropout
-        self.residual_dropout = nn.Dropout(residual_dropout)
+        self.residual_dropout = Dropout(residual_dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
         """Attention output ``[B, L, D]``; with ``last_only``, for the last position alone ``[B, 1, D]`` (its
@@ -30,11 +32,27 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
         if last_only:
             q, mask = q[:, :, -1:], mask[:, :, -1:] if mask is not None else None
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0,
-            is_causal=self.causal and mask is None and not last_only,
-        )  # fmt: skip
+        if self.training and self.attention_dropout > 0 and x.device.type == "cpu":
+            y = _attention_with_dropout(q, k, v, mask, self.causal, self.attention_dropout)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0,
+                is_causal=self.causal and mask is None and not last_only,
+            )  # fmt: skip
         return self.residual_dropout(self.proj(y.transpose(1, 2).reshape(batch, q.shape[2], dim)))
+
+
+def _attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                            causal: bool, p: float) -> torch.Tensor:  # fmt: skip
+    """What ``scaled_dot_product_attention`` computes on the CPU with dropout, with :func:`dropout`'s faster
+    masks: softmax of the scaled scores over the keys a query may see, dropped out, times the values."""
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    elif causal:
+        later = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).triu(1)
+        scores = scores.masked_fill(later, float("-inf"))
+    return dropout(torch.softmax(scores, dim=-1), p, True) @ v
 
 
 class Block(nn.Module):
@@ -47,7 +65,7 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(dim, heads, attention_dropout, residual_dropout, causal)
         self.ln2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim), nn.Dropout(residual_dropout)
+            nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim), Dropout(residual_dropout)
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
@@ -96,7 +114,7 @@ class MovieTower(nn.Module):
         self.id_dropout = id_dropout
         self.tokens = items
         self.positions = nn.Embedding(context, dim)
-        self.dropout = nn.Dropout(embedding_dropout)
+        self.dropout = Dropout(embedding_dropout)
         self.blocks = nn.ModuleList(
             Block(dim, heads, attention_dropout, residual_dropout, eps, causal) for _ in range(layers)
         )

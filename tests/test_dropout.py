@@ -1,0 +1,48 @@
+"""The transformer plugin's CPU dropout (numpy masks) and attention with dropout: the same operations as torch's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from recplug_transformer.dropout import Dropout, dropout
+from recplug_transformer.modules import _attention_with_dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
+def test_dropout_zeroes_a_share_p_and_keeps_the_mean(p: float) -> None:
+    x = torch.ones(400_000, requires_grad=True)
+    y = dropout(x, p, training=True)
+    kept = y > 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / (1 - p)), rtol=1e-4, atol=0)
+    assert abs(y.mean().item() - 1.0) < 0.01
+    y.sum().backward()  # the gradient is the mask times the scale
+    assert torch.equal(x.grad, y.detach())
+
+
+def test_dropout_masks_follow_torch_seed_and_vary_between_calls() -> None:
+    x = torch.randn(10_000)
+    torch.manual_seed(3)
+    first, second = dropout(x, 0.3, True), dropout(x, 0.3, True)
+    torch.manual_seed(3)
+    assert torch.equal(dropout(x, 0.3, True), first)
+    assert not torch.equal(first, second)
+
+
+def test_dropout_is_the_identity_when_evaluating_or_at_zero() -> None:
+    x = torch.randn(100)
+    layer = Dropout(0.5).eval()
+    assert layer(x) is x and dropout(x, 0.0, True) is x
+
+
+@pytest.mark.parametrize("kind", ["causal", "masked", "bidirectional"])
+def test_attention_without_dropout_equals_scaled_dot_product_attention(kind: str) -> None:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 7, 8) for _ in range(3))
+    mask = torch.rand(3, 1, 7, 7) < 0.7 if kind == "masked" else None
+    if mask is not None:
+        mask |= torch.eye(7, dtype=torch.bool)  # every query sees at least itself
+    ours = _attention_with_dropout(q, k, v, mask, causal=kind == "causal", p=0.0)
+    theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=kind == "causal")
+    torch.testing.assert_close(ours, theirs)
