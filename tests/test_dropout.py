@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+
 from recplug_transformer.dropout import Dropout, dropout
 from recplug_transformer.modules import _attention_with_dropout
 

@@ -235,13 +235,14 @@ def test_a_resumed_epoch_reports_the_throughput_of_its_own_steps(toy_plugins, tm
     assert result["throughput/samples_per_s"] == pytest.approx(samples_here / result["time/train_s"])
 
 
-@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_recplug_makes_openmp_threads_wait_passively_unless_told(given: str | None, expected: str) -> None:
+@pytest.mark.parametrize(("given", "expected"), [({}, "10000"), ({"GOMP_SPINCOUNT": "300000"}, "300000"),
+                                                 ({"OMP_WAIT_POLICY": "ACTIVE"}, None)])
+def test_recplug_shortens_openmp_spinning_unless_told(given: dict[str, str], expected: str | None) -> None:
     """Set before torch loads OpenMP (benchmarks/test_cpu_sharing.py measures why); a user's choice is kept."""
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
-    code = "import recplug, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
+    code = "import recplug, os, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == expected
+    assert done.stdout.strip() == str(expected)
