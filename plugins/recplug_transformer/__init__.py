@@ -190,7 +190,8 @@ class Transformer(Model):
             return (per_target * ratings).sum() / ratings.sum().clamp(min=1e-6)
         return per_target.mean()
 
-    def _loss_per_target(self, features: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None) -> torch.Tensor:
+    def _loss_per_target(self, features: torch.Tensor, targets: torch.Tensor,
+                         seen: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:  # fmt: skip
         o, vectors = self.options, self.module.output_vectors
         if o.loss == "softmax":  # items already in the window cannot be the answer: they leave the softmax
             return losses.full_softmax(vectors, features, targets, label_smoothing=o.label_smoothing, excluded=seen)
