@@ -22,6 +22,11 @@ def test_dropout_zeroes_a_share_p_and_keeps_the_mean(p: float) -> None:
     assert torch.equal(x.grad, y.detach())
 
 
+def test_dropout_just_below_one_stays_finite() -> None:
+    y = dropout(torch.ones(200_000), 0.999999, training=True)
+    assert torch.isfinite(y).all() and 0 < int((y > 0).sum()) < 50
+
+
 def test_dropout_masks_follow_torch_seed_and_vary_between_calls() -> None:
     x = torch.randn(10_000)
     torch.manual_seed(3)

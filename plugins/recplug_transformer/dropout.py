@@ -23,10 +23,10 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
-    dropped = round(p * LEVELS)
+    dropped = min(round(p * LEVELS), LEVELS - 1)  # p just below 1 still keeps 1 in LEVELS (and no division by 0)
     seed = int(torch.randint(2**62, (1,)).item())
     bits = np.random.default_rng(seed).integers(0, LEVELS, size=x.numel(), dtype=np.uint16)
-    keep = torch.from_numpy(bits >= min(dropped, LEVELS - 1)).view(x.shape)
+    keep = torch.from_numpy(bits >= dropped).view(x.shape)
     return x * keep * (LEVELS / (LEVELS - dropped))
 
 
