@@ -79,6 +79,8 @@ class Recommender(ABC):
         self.options = options
         self.n_items = 0
         self.pad_token = 0
+        self.device = torch.device("cpu")
+        """Where it computes (a trained model may move to a GPU; recplug spreads CPU inference over the cores)."""
         self.history: list[dict[str, float]] = []
         """Training curves: a summary per epoch (``epoch``, ``loss/train``, ``validation/ndcg@10``, ...), filled
         by recplug's trainer; a plugin with its own loop may fill it too. The run report plots it."""

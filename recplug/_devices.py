@@ -1,15 +1,21 @@
-"""Choosing the torch device: CUDA, then Apple MPS, then CPU, unless the spec names one; and the CPU cores
-this process may use."""
+"""Choosing the torch device: CUDA, then Apple MPS, then CPU, unless the spec names one; the CPU cores this
+process may use, and how work is spread over them."""
 
 from __future__ import annotations
 
 import ctypes
 import os
 import sys
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import torch
 
 from ._errors import SpecError
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -58,3 +64,24 @@ def reuse_freed_memory() -> None:
         libc.mallopt(M_TRIM_THRESHOLD, 2**30)
     except (OSError, AttributeError):  # not glibc (musl, ...): its allocator, its defaults
         pass
+
+
+def map_on_cores(work: Callable[[Item], Result], items: Iterable[Item], device: torch.device) -> Iterator[Result]:
+    """``map(work, items)``, in order, on as many threads as torch's intra-op threads, each running torch on one.
+
+    For many independent batches of inference on the CPU (bulk export, encoding every user): batches of a few
+    dozen users are too small to keep several cores busy inside one operation, so whole batches go to
+    separate cores instead (torch releases the GIL while it computes). On another device, or with one
+    thread, it is a plain ``map``.
+    """
+    workers = torch.get_num_threads()
+    if device.type != "cpu" or workers == 1:
+        yield from map(work, items)
+        return
+
+    def on_one_thread(item: Item) -> Result:
+        torch.set_num_threads(1)  # OpenMP's setting is per thread: the caller's threads are unchanged
+        return work(item)
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="recplug-cpu") as pool:
+        yield from pool.map(on_one_thread, items)

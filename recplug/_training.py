@@ -119,7 +119,6 @@ class Model(Recommender):
     def __init__(self, options: Any, training: TrainingOptions | None = None) -> None:
         super().__init__(options)
         self.training = training or TrainingOptions()
-        self.device = torch.device("cpu")
 
     @abstractmethod
     def build(self, data: Interactions) -> torch.nn.Module:

@@ -246,3 +246,24 @@ def test_recplug_shortens_openmp_spinning_unless_told(given: dict[str, str], exp
     code = "import recplug, os, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert done.stdout.strip() == str(expected)
+
+
+def test_work_spread_over_the_cores_keeps_order_and_runs_torch_on_one_thread_each() -> None:
+    """Bulk inference: each batch on its own core with one torch thread; the caller's threads are untouched."""
+    import threading
+
+    from recplug._devices import map_on_cores
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        seen = list(map_on_cores(lambda i: (i, torch.get_num_threads(), threading.get_ident()), range(40),
+                                 torch.device("cpu")))  # fmt: skip
+        assert [i for i, _, _ in seen] == list(range(40))
+        assert {threads for _, threads, _ in seen} == {1}
+        assert threading.get_ident() not in {thread for _, _, thread in seen}
+        assert torch.get_num_threads() == 2
+        elsewhere = list(map_on_cores(lambda i: (i, threading.get_ident()), range(3), torch.device("meta")))
+        assert elsewhere == [(i, threading.get_ident()) for i in range(3)]  # another device: a plain map here
+    finally:
+        torch.set_num_threads(before)
