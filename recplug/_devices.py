@@ -83,5 +83,8 @@ def map_on_cores(work: Callable[[Item], Result], items: Iterable[Item], device: 
         torch.set_num_threads(1)  # OpenMP's setting is per thread: the caller's threads are unchanged
         return work(item)
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="recplug-cpu") as pool:
-        yield from pool.map(on_one_thread, items)
+    try:
+        with ThreadPoolExecutor(workers, thread_name_prefix="recplug-cpu") as pool:
+            yield from pool.map(on_one_thread, items)
+    finally:  # torch also keeps a process-wide count (and MKL's) that the workers' setting changed
+        torch.set_num_threads(workers)
