@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -35,7 +33,6 @@ class CausalSelfAttention(nn.Module):
         if last_only:
             q, mask = q[:, :, -1:], mask[:, :, -1:] if mask is not None else None
         if self.training and self.attention_dropout > 0 and x.device.type == "cpu":
-            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()  # batched matmuls of strided heads are slower
             y = _attention_with_dropout(q, k, v, mask, self.causal, self.attention_dropout)
         else:
             y = F.scaled_dot_product_attention(
@@ -55,30 +52,7 @@ def _attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m
     elif causal:
         later = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).triu(1)
         scores = scores.masked_fill(later, float("-inf"))
-    weights = ShortRowSoftmax.apply(scores) if scores.shape[-1] <= SHORT_ROW else torch.softmax(scores, dim=-1)
-    return dropout(weights, p, True) @ v
-
-
-SHORT_ROW = 16
-"""Rows this short are faster in :class:`ShortRowSoftmax` on the CPU: torch's kernel vectorises along a row, and
-a 5-key row (the seed's context) leaves most of each vector unused (2-2.5x slower, forward and backward)."""
-
-
-class ShortRowSoftmax(torch.autograd.Function):
-    """Softmax over the last dimension from whole-tensor operations, with its closed-form backward."""
-
-    @staticmethod
-    def forward(ctx: Any, scores: torch.Tensor) -> torch.Tensor:
-        weights = (scores - scores.amax(-1, keepdim=True)).exp_()
-        weights = weights.div_(weights.sum(-1, keepdim=True))
-        ctx.save_for_backward(weights)
-        return weights
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (weights,) = ctx.saved_tensors
-        weighted = grad * weights
-        return weighted.sub_(weights * weighted.sum(-1, keepdim=True))
+    return dropout(torch.softmax(scores, dim=-1), p, True) @ v
 
 
 class Block(nn.Module):
