@@ -8,7 +8,7 @@ import random
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import numpy as np
@@ -23,15 +23,13 @@ from ._devices import resolve_device
 from ._errors import DataError, SpecError
 from ._evaluation import EvaluationOptions, compute_metrics, rank_cases, resolve_metrics, training_popularity
 from ._metric import RankedLists
+from ._model_registry import ModelRegistry, ServedModel
 from ._plugin_manager import PluginManager
 from ._run_report import write_run_report
 from ._spec import ComponentSpec, ExperimentSpec
 from ._split import Split
 from ._training import trained_seconds
 from ._version import __version__
-
-if TYPE_CHECKING:
-    from ._model_registry import ServedModel
 
 log = logging.getLogger("recplug")
 
@@ -229,8 +227,6 @@ def register_models(
 ) -> list[str]:
     """Register every fitted recommender that can be saved (models, and baselines with a ``state_dict``, which
     then serve like models, e.g. as the fallback for new users); returns the ``name:version`` references."""
-    from ._model_registry import ModelRegistry
-
     registry = ModelRegistry(spec.experiment.registry)
     references = []
     by_name: dict[str, list[tuple[int, float | None]]] = {}
