@@ -84,6 +84,20 @@ def test_no_import_cycles_in_recplug() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+RUN_MODULES = ["_runner", "_training", "_evaluation", "_comparison", "_cases", "_run_report"]
+
+
+@pytest.mark.parametrize("name", RUN_MODULES)
+def test_an_experiment_imports_its_own_modules_before_it_trains(name: str) -> None:
+    """No recplug import inside a function of what ``recplug run`` executes: a recplug upgraded (or edited) while a
+    long training runs would otherwise be imported half-new after the training, and could fail its registration."""
+    tree = ast.parse((PACKAGE / f"{name}.py").read_text())
+    late = [node.lineno for function in ast.walk(tree) if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for node in ast.walk(function)
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("recplug"))]  # fmt: skip
+    assert late == [], f"recplug/{name}.py imports recplug modules inside functions at lines {late}"
+
+
 def test_the_cycle_finder_finds_a_type_only_cycle() -> None:
     assert _find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
