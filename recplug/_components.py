@@ -96,6 +96,10 @@ class Recommender(ABC):
         Histories hold item tokens, most recent last, padded on the left with
         ``pad_token``. A user token may be ``-1`` for a user the recommender never
         saw (cold start): then only the history can be used.
+
+        Bulk inference on the CPU (``recommend --all-users``, encoding every user for ``recplug serve``) calls
+        it (and :meth:`encode`) from several threads at once, one batch each: keep it free of shared mutable
+        state, or set :attr:`device` to another device than the CPU.
         """
 
     def score_new_users(self, features: pd.DataFrame, histories: torch.Tensor) -> torch.Tensor:
