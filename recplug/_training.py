@@ -101,8 +101,20 @@ class TrainingOptions:
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0.0)),
         metadata={"doc": "A wall-clock budget: stop after the first epoch that ends this many minutes of training "
                          "and validation after the start (a resumed run counts its earlier epochs). The schedule "
-                         "still spans 'epochs'."},
+                         "still spans 'epochs' unless schedule_span = 'budget'."},
     )  # fmt: skip
+    schedule_span: Literal["epochs", "budget"] = attrs.field(
+        default="epochs",
+        metadata={"doc": "What the learning-rate decay spans: all 'epochs', or (with max_minutes) the 'budget': "
+                         "after every epoch the epochs that fit max_minutes at the mean epoch time so far "
+                         "(validation included, at most 'epochs'), so a slower machine still finishes its decay, "
+                         "and training stops after the last of them. The number of epochs then depends on the "
+                         "machine's speed."},
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.schedule_span == "budget" and self.max_minutes is None:
+            raise ValueError("schedule_span = 'budget' needs 'max_minutes' (the budget the schedule spans)")
 
 
 class Model(Recommender):
@@ -190,7 +202,6 @@ class TrainingPlan:
     validation_examples: ExampleSource | None
     validation_cases: EvalCases
     steps_per_epoch: int
-    total_steps: int
     monitor: Literal["loss", "ndcg@10"]
 
 
@@ -217,7 +228,9 @@ class Trainer:
         self.model.to(self.device)
         torch.manual_seed(self.context.seed)
         plan = self.plan()
-        self.optimizer, self.scheduler = _optimizer_and_schedule(self.model, opts, plan.total_steps)
+        self.optimizer, self.scheduler = _optimizer_and_schedule(
+            self.model, opts, lambda: planned_epochs(opts, self.state.history) * plan.steps_per_epoch
+        )
         stopped = self.resume() if self.context.resume else False
         step_fn = self.wrap()
         writer = _tensorboard(self.context) if self.rank == 0 else None
@@ -265,7 +278,6 @@ class Trainer:
             validation_examples=validation_examples,
             validation_cases=_subsample(self.validation, opts.validation_cases, self.context.seed),
             steps_per_epoch=steps,
-            total_steps=steps * opts.epochs,
             monitor=monitor,
         )
 
@@ -304,7 +316,8 @@ class Trainer:
         seen_here = 0  # examples of this process's steps: a resumed epoch's earlier ones took no time here
         autocast = self.device.type == "cuda" and opts.amp
         steps = range(state.step_in_epoch, plan.steps_per_epoch)
-        progress = Progress(f"epoch {epoch + 1}/{opts.epochs}", plan.steps_per_epoch, state.step_in_epoch)
+        title = f"epoch {epoch + 1}/{planned_epochs(opts, state.history)}"
+        progress = Progress(title, plan.steps_per_epoch, state.step_in_epoch)
         bar = tqdm(steps, desc=progress.title, leave=False, disable=not progress.bar)
         for i in bar:
             batch = plan.examples.batch(order[i * opts.batch_size : (i + 1) * opts.batch_size][self.rank :: world])
@@ -354,7 +367,7 @@ class Trainer:
             self.checkpoints.save("best", self.model, self.optimizer, self.scheduler, state)
         self.checkpoints.save("last", self.model, self.optimizer, self.scheduler, state)
         if self.rank == 0:
-            _report_epoch(writer, summary, epoch + 1, opts.epochs, improved)
+            _report_epoch(writer, summary, epoch + 1, planned_epochs(opts, state.history), improved)
         if self.context.on_epoch is not None:
             self.context.on_epoch(epoch + 1, summary)
         reason = self.stop_reason()
@@ -367,6 +380,9 @@ class Trainer:
         opts, state = self.options, self.state
         if opts.patience is not None and state.bad_epochs >= opts.patience:
             return f"early stop: no improvement for {opts.patience} epochs"
+        planned = planned_epochs(opts, state.history)
+        if state.epoch >= planned and planned < opts.epochs:
+            return f"time budget: {opts.max_minutes:g} minutes fit {planned} of the {opts.epochs} epochs"
         spent = trained_seconds(state.history)
         if opts.max_minutes is not None and spent >= opts.max_minutes * 60 and state.epoch < opts.epochs:
             return f"time budget reached: {spent / 60:.1f} of {opts.max_minutes:g} minutes after {state.epoch} epochs"
@@ -498,8 +514,9 @@ def _subsample(cases: EvalCases, limit: int, seed: int) -> EvalCases:
     return cases.subset(index)
 
 
-def _optimizer_and_schedule(model: Model, opts: TrainingOptions, total_steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW over the module's parameters and a per-step LambdaLR (warm-up, then constant/cosine/linear).
+def _optimizer_and_schedule(model: Model, opts: TrainingOptions, total_steps: Callable[[], int]) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the module's parameters and a per-step LambdaLR (warm-up, then constant/cosine/linear decay
+    over ``total_steps()``, asked at every step).
 
     AdamW is torch's fused kernel where every parameter allows it (floating point, on the CPU or CUDA): one
     call per step instead of a handful of small operations per parameter tensor, the same update."""
@@ -531,11 +548,22 @@ def trained_seconds(history: list[dict[str, float]]) -> float:
     return sum(e.get("time/train_s", 0.0) + e.get("time/validation_s", 0.0) for e in history)
 
 
-def _lr_lambda(opts: TrainingOptions, total_steps: int) -> Callable[[int], float]:
+def planned_epochs(opts: TrainingOptions, history: list[dict[str, float]]) -> int:
+    """The epochs the schedule spans after the completed epochs in ``history``: ``opts.epochs``, or with
+    ``schedule_span = 'budget'`` those that fit ``max_minutes`` at their mean time so far (never fewer than
+    the epochs done, never more than ``opts.epochs``)."""
+    if opts.schedule_span == "epochs" or opts.max_minutes is None or not history:
+        return opts.epochs
+    mean_epoch_s = trained_seconds(history) / len(history)
+    fit = int(opts.max_minutes * 60 // mean_epoch_s) if mean_epoch_s > 0 else opts.epochs
+    return min(opts.epochs, max(len(history), fit))
+
+
+def _lr_lambda(opts: TrainingOptions, total_steps: Callable[[], int]) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < opts.warmup_steps:
             return (step + 1) / opts.warmup_steps
-        progress = (step - opts.warmup_steps) / max(1, total_steps - opts.warmup_steps)
+        progress = (step - opts.warmup_steps) / max(1, total_steps() - opts.warmup_steps)
         if opts.schedule == "cosine":
             return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         if opts.schedule == "linear":

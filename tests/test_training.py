@@ -5,6 +5,7 @@ Core tests: they run on the test kit's plugins only (toy dataset, holdout split,
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from pathlib import Path
@@ -15,10 +16,20 @@ import torch
 from recplug_testkit import Bigram
 
 from helpers import TESTKIT_ENV, run_cli, to_toml, toy_spec, write_spec
+from recplug._errors import SpecError
 from recplug._model_registry import ModelRegistry
 from recplug._runner import run_experiment
 from recplug._spec import parse_spec
-from recplug._training import CHECKPOINT_FORMAT, CheckpointError, TrainingInterrupted, TrainingState, _monitored
+from recplug._training import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    TrainingInterrupted,
+    TrainingOptions,
+    TrainingState,
+    _lr_lambda,
+    _monitored,
+    planned_epochs,
+)
 
 MODEL_DIR = Path("holdout") / "bigram"
 
@@ -117,7 +128,39 @@ def test_a_time_budget_stops_after_the_epoch_that_spends_it(toy_plugins, tmp_pat
     assert [h["epoch"] for h in unbounded.fitted[-1].recommender.history] == [1, 2, 3]
 
 
-@pytest.mark.parametrize("stopping", [{"max_minutes": 1e-9}, {"patience": 1, "lr": 2.0, "monitor": "ndcg@10"}])
+def test_a_budget_spanning_schedule_plans_the_epochs_that_fit_at_the_mean_epoch_time() -> None:
+    budget = TrainingOptions(epochs=50, max_minutes=1.0, schedule_span="budget")
+    epoch = {"time/train_s": 9.0, "time/validation_s": 1.0}
+    assert planned_epochs(budget, []) == 50  # nothing measured yet: all of them
+    assert planned_epochs(budget, [epoch]) == 6  # 60 s at 10 s an epoch
+    assert planned_epochs(budget, [epoch] * 8) == 8  # never fewer than the epochs done
+    assert planned_epochs(attrs.evolve(budget, epochs=4), [epoch]) == 4  # never more than 'epochs'
+    assert planned_epochs(attrs.evolve(budget, schedule_span="epochs"), [epoch]) == 50
+
+
+def test_the_cosine_decay_follows_the_planned_steps_as_they_change() -> None:
+    total = [1000]
+    factor = _lr_lambda(TrainingOptions(schedule="cosine", warmup_steps=0), lambda: total[0])
+    assert factor(500) == pytest.approx(0.5)
+    total[0] = 500  # the plan shrank: the same step is now the end of the decay
+    assert factor(500) == pytest.approx(0.0) and factor(250) == pytest.approx(0.5)
+
+
+def test_a_budget_spanning_schedule_without_a_budget_is_a_spec_error(toy_plugins) -> None:
+    with pytest.raises(SpecError, match="schedule_span = 'budget' needs 'max_minutes'") as info:
+        parse_spec(toy_spec(training={"schedule_span": "budget"}), toy_plugins)
+    assert "training" in str(info.value)
+
+
+def test_a_budget_spanning_schedule_stops_after_the_epochs_that_fit(toy_plugins, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="recplug")
+    result = run(toy_plugins, tmp_path / "run", epochs=5, max_minutes=1e-9, schedule_span="budget")
+    assert [h["epoch"] for h in result.fitted[-1].recommender.history] == [1]
+    assert "time budget: 1e-09 minutes fit 1 of the 5 epochs" in caplog.text
+
+
+@pytest.mark.parametrize("stopping", [{"max_minutes": 1e-9}, {"max_minutes": 1e-9, "schedule_span": "budget"},
+                                      {"patience": 1, "lr": 2.0, "monitor": "ndcg@10"}])
 def test_resuming_a_fit_that_had_stopped_trains_no_further_epoch(toy_plugins, tmp_path: Path, stopping) -> None:
     first = run(toy_plugins, tmp_path / "run", epochs=50, **stopping)
     epochs = [h["epoch"] for h in first.fitted[-1].recommender.history]
