@@ -29,6 +29,29 @@ def test_sampled_softmax_over_every_item_is_the_full_softmax() -> None:
     torch.testing.assert_close(losses.sampled_softmax(logits), full)
 
 
+@pytest.mark.parametrize("block_floats", [2**18, 150])  # one block; blocks of 3 rows (the last one short)
+def test_the_fused_softmax_mean_equals_the_full_softmax_and_its_gradients(monkeypatch, block_floats) -> None:
+    monkeypatch.setattr(losses, "_BLOCK_FLOATS", block_floats)
+    torch.manual_seed(0)
+    weight, features, targets = torch.randn(50, 8), torch.randn(13, 8), torch.randint(50, (13,))
+    rows, items = torch.randint(13, (60,)).sort().values, torch.randint(50, (60,))
+    keep = items != targets[rows]  # as the model gives them: never a row's own target
+    excluded = (rows[keep], items[keep])
+    weights = torch.rand(13)
+    results = []
+    for loss in (lambda w, f: (losses.full_softmax(vectors_of(w), f, targets, excluded=excluded) * weights).sum(),
+                 lambda w, f: losses.full_softmax_mean(vectors_of(w), f, targets, weights, excluded=excluded)):
+        w, f = weight.clone().requires_grad_(), features.clone().requires_grad_()
+        value = loss(w, f)
+        (2.5 * value).backward()  # the backward pass scales by the incoming gradient
+        results.append((value, w.grad, f.grad))
+    for expected, fused in zip(*results, strict=True):
+        torch.testing.assert_close(fused, expected)
+    mean = losses.full_softmax_mean(vectors_of(weight), features, targets)  # no weights: the mean
+    torch.testing.assert_close(mean, losses.full_softmax(vectors_of(weight), features, targets).mean())
+    assert not mean.requires_grad
+
+
 def test_label_smoothing_spreads_over_the_items_left_in_the_softmax() -> None:
     torch.manual_seed(0)
     weight, features, targets = torch.randn(50, 8), torch.randn(12, 8), torch.randint(50, (12,))

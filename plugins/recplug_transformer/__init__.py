@@ -185,10 +185,12 @@ class Transformer(Model):
             mask = torch.zeros_like(items, dtype=torch.bool)
             mask[:, -1] = True
         seen = _seen_before(items, mask, targets, self.n_items) if skips_seen else None
+        o = self.options
+        weights = ratings / ratings.sum().clamp(min=1e-6) if o.rating_weighted_loss else None
+        if o.loss == "softmax" and o.label_smoothing == 0.0 and not torch.is_autocast_enabled(features.device.type):
+            return losses.full_softmax_mean(self.module.output_vectors, features, targets, weights, excluded=seen)
         per_target = self._loss_per_target(features, targets, seen)
-        if self.options.rating_weighted_loss:
-            return (per_target * ratings).sum() / ratings.sum().clamp(min=1e-6)
-        return per_target.mean()
+        return (per_target * weights).sum() if weights is not None else per_target.mean()
 
     def _loss_per_target(self, features: torch.Tensor, targets: torch.Tensor,
                          seen: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:  # fmt: skip

@@ -4,6 +4,9 @@ Each loss takes the features of the positions being trained ``[N, H]`` and their
 returns one loss per position ``[N]``; the caller averages them (optionally weighted by rating).
 
 - Full softmax: cross-entropy over every item (the seed's loss; exact, costs ``N x n_items``).
+  :func:`full_softmax_mean` is the same loss averaged over the positions, fused: the logits are made, turned
+  into probabilities and used for the gradient a block of rows at a time, while the block is in the CPU's cache,
+  and the ``N x n_items`` logits matrix is never held whole.
 - Sampled softmax: cross-entropy over the target and ``S`` negatives shared by the batch. Negatives are drawn
   uniformly from the catalogue or from the batch's own targets ("in-batch", i.e. by popularity); the logQ
   correction subtracts the log sampling probability from every logit so that the sampled loss estimates the
@@ -21,6 +24,7 @@ returns one loss per position ``[N]``; the caller averages them (optionally weig
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +40,69 @@ def full_softmax(vectors: OutputVectors, features: torch.Tensor, targets: torch.
     if excluded is not None:  # in place: the matrix product's backward needs its inputs, not its output
         logits = logits.index_put_(excluded, torch.tensor(float("-inf"), device=logits.device))
     return cross_entropy(logits, targets, label_smoothing)
+
+
+def full_softmax_mean(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor,
+                      weights: torch.Tensor | None = None,
+                      excluded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    """``sum_i weights_i * full_softmax_i`` (default weights ``1/N``: the mean), computed in blocks of rows.
+
+    Equal to ``(full_softmax(...) * weights).sum()`` up to float rounding. ``excluded`` (row, item) pairs must
+    be sorted by row (as ``nonzero`` gives them). Full precision only: under autocast, use :func:`full_softmax`.
+    """
+    weights = torch.full_like(targets, 1 / max(len(targets), 1), dtype=torch.float32) if weights is None else weights
+    rows, items = excluded if excluded is not None else (None, None)
+    return _FusedSoftmaxCrossEntropy.apply(features, vectors(None), targets, weights.float(), rows, items)
+
+
+_BLOCK_FLOATS = 2**18
+"""Logits per block and torch thread of :func:`full_softmax_mean` (1 MiB a thread: each thread's share of a
+block stays in its core's L2 cache)."""
+
+
+class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
+    """The weighted cross-entropy and, when asked for, its gradients, in one pass over blocks of rows: logits,
+    log-sum-exp, probabilities in place, ``probabilities - one_hot(target)`` times the weights, then the two
+    gradient products. The backward pass only scales what the forward pass stored (``N x H`` and
+    ``n_items x H``)."""
+
+    @staticmethod
+    def forward(ctx: Any, features: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
+                rows: torch.Tensor | None, items: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+        grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        f, v = features.float(), vectors.float()
+        d_features = torch.empty_like(f) if grad else None
+        d_vectors = torch.zeros_like(v) if grad else None
+        total = torch.zeros((), dtype=torch.float32, device=f.device)
+        block = max(1, _BLOCK_FLOATS * torch.get_num_threads() // max(1, len(v)))
+        starts = torch.arange(0, len(f) + block, block, device=f.device)
+        bounds = torch.searchsorted(rows, starts).tolist() if rows is not None else None
+        for i, lo in enumerate(range(0, len(f), block)):
+            hi = min(lo + block, len(f))
+            logits = f[lo:hi] @ v.T
+            if rows is not None and items is not None and bounds is not None and bounds[i] < bounds[i + 1]:
+                at = slice(bounds[i], bounds[i + 1])
+                logits.index_put_((rows[at] - lo, items[at]), torch.tensor(float("-inf"), device=f.device))
+            target_logits = logits.gather(1, targets[lo:hi, None])[:, 0]
+            top = logits.amax(1, keepdim=True)
+            probabilities = logits.sub_(top).exp_()  # in place: the block's logits are not needed again
+            sums = probabilities.sum(1, keepdim=True)
+            w = weights[lo:hi]
+            total += (w * (top[:, 0] + sums[:, 0].log() - target_logits)).sum()
+            if grad:
+                d_logits = probabilities.mul_(w[:, None] / sums)
+                d_logits[torch.arange(hi - lo, device=f.device), targets[lo:hi]] -= w
+                torch.mm(d_logits, v, out=d_features[lo:hi])  # type: ignore[index]
+                d_vectors.addmm_(d_logits.T, f[lo:hi])  # type: ignore[union-attr]
+        ctx.save_for_backward(d_features, d_vectors)
+        ctx.dtypes = (features.dtype, vectors.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        d_features, d_vectors = ctx.saved_tensors
+        return ((d_features * grad_total).to(ctx.dtypes[0]), (d_vectors * grad_total).to(ctx.dtypes[1]),
+                None, None, None, None)  # fmt: skip
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
