@@ -49,6 +49,16 @@ def test_seed_architecture_shapes(ml1m_dir: Path) -> None:
         assert not set(row) & set(history)  # items in the history are never recommended
 
 
+def test_the_activation_option_picks_the_gelu_of_every_block(ml1m_dir: Path) -> None:
+    data = load(ml1m_dir)
+    x = torch.linspace(-4, 4, 101)
+    for activation, approximate in (("gelu_tanh", "tanh"), ("gelu", "none")):
+        model = small_model(data, activation=activation)
+        gelus = [block.mlp[1] for block in model.module.movies.blocks]
+        assert all(isinstance(g, torch.nn.GELU) for g in gelus)
+        torch.testing.assert_close(gelus[0](x), F.gelu(x, approximate=approximate))
+
+
 def test_overfits_one_batch(ml1m_dir: Path) -> None:
     """The seed's sanity check: one batch memorised, loss near zero, argmax equals the targets."""
     torch.manual_seed(0)

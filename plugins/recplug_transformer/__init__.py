@@ -71,6 +71,11 @@ class TransformerOptions:
     embedding_dropout: float = attrs.field(default=0.1, validator=_dropout, metadata={"doc": "Dropout on embeddings."})
     attention_dropout: float = attrs.field(default=0.1, validator=_dropout, metadata={"doc": "Dropout on attention."})
     residual_dropout: float = attrs.field(default=0.1, validator=_dropout, metadata={"doc": "Dropout on residuals."})
+    activation: Literal["gelu_tanh", "gelu"] = attrs.field(
+        default="gelu_tanh",
+        metadata={"doc": "The blocks' MLP activation: GPT-2's tanh approximation of GELU (the seed's), or the exact "
+                         "GELU, which torch computes several times faster on the CPU."},
+    )
     layer_norm_eps: float = attrs.field(default=1e-5, validator=attrs.validators.gt(0.0), metadata={"doc": "LayerNorm epsilon."})
     init_range: float = attrs.field(
         default=0.1, validator=attrs.validators.gt(0.0), metadata={"doc": "Uniform init range of embeddings and MLP."}
@@ -163,6 +168,7 @@ class Transformer(Model):
             init_range=o.init_range, output=o.output, user_ids=o.user_ids,
             item_features=[item_feature(data, column) for column in o.item_features],
             user_features=user_codes(data, self.user_categories) if o.user_features else None, id_dropout=o.id_dropout,
+            activation=o.activation,
         )  # fmt: skip
 
     def training_examples(self, train: TrainView) -> ExampleSource:

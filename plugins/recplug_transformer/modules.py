@@ -56,16 +56,20 @@ def _attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, m
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm transformer block: x + attn(ln(x)); x + mlp(ln(x)), MLP 4x wide with GELU (tanh)."""
+    """Pre-LayerNorm transformer block: x + attn(ln(x)); x + mlp(ln(x)), MLP 4x wide with GELU (GPT-2's tanh
+    approximation, or the exact one with ``activation="gelu"``)."""
 
     def __init__(self, dim: int, heads: int, attention_dropout: float, residual_dropout: float, eps: float,
-                 causal: bool = True) -> None:  # fmt: skip
+                 causal: bool = True, activation: str = "gelu_tanh") -> None:  # fmt: skip
         super().__init__()
         self.ln1 = nn.LayerNorm(dim, eps=eps)
         self.attn = CausalSelfAttention(dim, heads, attention_dropout, residual_dropout, causal)
         self.ln2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, 4 * dim), nn.GELU(approximate="tanh"), nn.Linear(4 * dim, dim), Dropout(residual_dropout)
+            nn.Linear(dim, 4 * dim),
+            nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none"),
+            nn.Linear(4 * dim, dim),
+            Dropout(residual_dropout),
         )
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
@@ -107,7 +111,8 @@ class MovieTower(nn.Module):
 
     def __init__(self, items: ItemEmbedding, context: int, dim: int, layers: int, heads: int,
                  embedding_dropout: float, attention_dropout: float, residual_dropout: float, eps: float,
-                 pad_token: int, id_dropout: float = 0.0, causal: bool = True) -> None:  # fmt: skip
+                 pad_token: int, id_dropout: float = 0.0, causal: bool = True,
+                 activation: str = "gelu_tanh") -> None:  # fmt: skip
         super().__init__()
         self.pad_token = pad_token
         self.causal = causal
@@ -116,7 +121,7 @@ class MovieTower(nn.Module):
         self.positions = nn.Embedding(context, dim)
         self.dropout = Dropout(embedding_dropout)
         self.blocks = nn.ModuleList(
-            Block(dim, heads, attention_dropout, residual_dropout, eps, causal) for _ in range(layers)
+            Block(dim, heads, attention_dropout, residual_dropout, eps, causal, activation) for _ in range(layers)
         )
         self.ln_f = nn.LayerNorm(dim, eps=eps)
 
@@ -225,13 +230,14 @@ class UserTowerTransformer(nn.Module):
                  attention_dropout: float, residual_dropout: float, eps: float, init_range: float,
                  output: str = "mlp", user_ids: bool = True, item_features: list[torch.Tensor] = (),  # type: ignore[assignment]
                  user_features: torch.Tensor | None = None,
-                 id_dropout: float = 0.0) -> None:  # fmt: skip
+                 id_dropout: float = 0.0, activation: str = "gelu_tanh") -> None:  # fmt: skip
         super().__init__()
         self.join = join
         self.n_items = n_items
         self.item_embedding = ItemEmbedding(n_items + 1, dim, item_features)
         self.movies = MovieTower(self.item_embedding, context, dim, layers, heads, embedding_dropout,
-                                 attention_dropout, residual_dropout, eps, pad_token, id_dropout)  # fmt: skip
+                                 attention_dropout, residual_dropout, eps, pad_token, id_dropout,
+                                 activation=activation)  # fmt: skip
         has_user = user_dim > 0 and (user_ids or user_features is not None)
         self.users = UserEmbedding(n_users, user_dim, user_ids, user_features) if has_user else None
         width = (dim + (user_dim if has_user else 0)) * (context if join == "flatten" else 1)
