@@ -2,9 +2,10 @@
 
 The benchmarks that compare throughput (``training_speed_vs_commit.py``, ``test_cpu_sharing.py``) start these
 runs as separate processes, so that each has its own threads, allocator and imports (from this checkout or
-another tree through ``PYTHONPATH``). Two configurations: the seed's (context 5, width 32, 4 blocks, user tower,
-batch 512, one target per window) and the leave-one-out one of ``examples/ml1m-loo-fast.toml`` (100-item
-windows, every position a target, batch 64). Each trains one epoch of ``steps`` steps; the figure is the
+another tree through ``PYTHONPATH``). Three configurations: the seed's (context 5, width 32, 4 blocks, user tower,
+batch 512, one target per window), the leave-one-out one of ``examples/ml1m-loo-fast.toml`` (100-item
+windows, every position a target, batch 64) and that one wide (``leave-one-out-wide``: width 128, context 200,
+genre and year features, as in the hour-long runs of ``docs/results.rst``). Each trains one epoch of ``steps`` steps; the figure is the
 samples/s of its epoch line.
 """
 
@@ -66,7 +67,11 @@ metrics = ["ndcg"]
 ks = [10]
 """
 
-CONFIGS = {"seed": SEED, "leave-one-out": LEAVE_ONE_OUT}
+LEAVE_ONE_OUT_WIDE = LEAVE_ONE_OUT.replace('name = "speed-loo"', 'name = "speed-loo-wide"').replace(
+    "context_length = 100", "context_length = 200"
+).replace("embedding_dim = 64", 'embedding_dim = 128\nitem_features = ["genres", "year"]')
+
+CONFIGS = {"seed": SEED, "leave-one-out": LEAVE_ONE_OUT, "leave-one-out-wide": LEAVE_ONE_OUT_WIDE}
 EPOCH_LINE = re.compile(r"epoch 1/1\s+train loss.* (\d+) samples/s")
 
 

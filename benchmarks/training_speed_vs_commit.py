@@ -4,8 +4,8 @@
 
 The other commit is checked out in a temporary git worktree; each measurement is a fresh ``python -m recplug run``
 whose imports come from one tree or the other (``PYTHONPATH``), alternating between the trees round by round so
-that both see the same machine. The two configurations of ``training_probe.py`` (the seed's
-and the leave-one-out one), each run one epoch of ``--steps`` steps; printed: every run, the median per tree and
+that both see the same machine. The configurations of ``training_probe.py`` (the seed's
+and the leave-one-out one by default; ``--configs`` adds ``leave-one-out-wide``), each run one epoch of ``--steps`` steps; printed: every run, the median per tree and
 configuration, and their ratio.
 Run it with nothing else heavy on the machine.
 """
@@ -49,14 +49,14 @@ def main() -> None:
                     for name, tree in order:
                         rate = samples_per_second(config, args.steps, Path(tmp) / name, tree)
                         rates[name, config].append(rate)
-                        print(f"round {round_ + 1}  {config:<14} {name:<5} {rate:8.0f} samples/s", flush=True)
+                        print(f"round {round_ + 1}  {config:<18} {name:<5} {rate:8.0f} samples/s", flush=True)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)], check=False)
     rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout
     print(f"\nmedians (base {args.base}, this {rev.strip()}{' + changes' if _dirty() else ''}):")
     for config in configs:
         before, after = statistics.median(rates["base", config]), statistics.median(rates["this", config])
-        print(f"  {config:<14} {before:8.0f} -> {after:8.0f} samples/s  ({after / before:.2f}x)")
+        print(f"  {config:<18} {before:8.0f} -> {after:8.0f} samples/s  ({after / before:.2f}x)")
 
 
 def _dirty() -> bool:
