@@ -356,6 +356,10 @@ class Trainer:
         started = time.perf_counter()
         summary.update(validate(self.model, plan.validation_examples, plan.validation_cases, opts.batch_size, self.train))
         summary["time/validation_s"] = time.perf_counter() - started
+        # every process decides on the time budget from the same figures: rank 0's
+        summary["time/train_s"], summary["time/validation_s"] = distributed.broadcast(
+            (summary["time/train_s"], summary["time/validation_s"])
+        )
         measure = _monitored(summary, plan.monitor, epoch + 1)
         improved = state.best is None or measure < state.best
         state.epoch = epoch + 1

@@ -52,6 +52,15 @@ def test_the_fused_softmax_mean_equals_the_full_softmax_and_its_gradients(monkey
     assert not mean.requires_grad
 
 
+def test_the_fused_softmax_mean_under_autocast_is_the_plain_one() -> None:
+    torch.manual_seed(0)
+    weight, features, targets = torch.randn(50, 8), torch.randn(13, 8), torch.randint(50, (13,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fused = losses.full_softmax_mean(vectors_of(weight), features, targets)
+        plain = losses.full_softmax(vectors_of(weight), features, targets).mean()
+    torch.testing.assert_close(fused, plain)
+
+
 def test_label_smoothing_spreads_over_the_items_left_in_the_softmax() -> None:
     torch.manual_seed(0)
     weight, features, targets = torch.randn(50, 8), torch.randn(12, 8), torch.randint(50, (12,))

@@ -193,7 +193,7 @@ class Transformer(Model):
         seen = _seen_before(items, mask, targets, self.n_items) if skips_seen else None
         o = self.options
         weights = ratings / ratings.sum().clamp(min=1e-6) if o.rating_weighted_loss else None
-        if o.loss == "softmax" and o.label_smoothing == 0.0 and not torch.is_autocast_enabled(features.device.type):
+        if o.loss == "softmax" and o.label_smoothing == 0.0:
             return losses.full_softmax_mean(self.module.output_vectors, features, targets, weights, excluded=seen)
         per_target = self._loss_per_target(features, targets, seen)
         return (per_target * weights).sum() if weights is not None else per_target.mean()

@@ -110,7 +110,7 @@ class GRU4Rec(Model):
         features, targets = self.module(batch["items"])[mask], batch["targets"][mask]
         vectors = self.module.output_vectors
         if o.loss == "cross_entropy":
-            return losses.full_softmax(vectors, features, targets).mean()
+            return losses.full_softmax_mean(vectors, features, targets)
         negatives = losses.draw_negatives(targets, o.negatives, self.n_items, o.negative_source)
         logits = losses.sampled_logits(vectors, features, targets, negatives, log_q=None)
         return losses.bpr_max(logits, o.bpr_max_regularization).mean()

@@ -47,10 +47,13 @@ def full_softmax_mean(vectors: OutputVectors, features: torch.Tensor, targets: t
                       excluded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
     """``sum_i weights_i * full_softmax_i`` (default weights ``1/N``: the mean), computed in blocks of rows.
 
-    Equal to ``(full_softmax(...) * weights).sum()`` up to float rounding. ``excluded`` (row, item) pairs must
-    be sorted by row (as ``nonzero`` gives them). Full precision only: under autocast, use :func:`full_softmax`.
+    Equal to ``(full_softmax(...) * weights).sum()`` up to float rounding (and computed that way under autocast,
+    whose reduced-precision products the blocks are not written for). ``excluded`` (row, item) pairs must be
+    sorted by row (as ``nonzero`` gives them).
     """
     weights = torch.full_like(targets, 1 / max(len(targets), 1), dtype=torch.float32) if weights is None else weights
+    if torch.is_autocast_enabled(features.device.type):
+        return (full_softmax(vectors, features, targets, excluded=excluded) * weights).sum()
     rows, items = excluded if excluded is not None else (None, None)
     return _FusedSoftmaxCrossEntropy.apply(features, vectors(None), targets, weights.float(), rows, items)
 
