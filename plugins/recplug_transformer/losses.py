@@ -61,7 +61,7 @@ def full_softmax_mean(vectors: OutputVectors, features: torch.Tensor, targets: t
 _BLOCK_FLOATS = 2**22
 """Logits per block and torch thread of :func:`full_softmax_mean` (16 MiB a thread). 1 MiB blocks, which stay in
 a core's L2 cache, were a little faster alone but make ~100 small parallel regions a step, and two trainings
-sharing the 2-core CPU then kept 35 % of their speed alone each instead of 44-46 %."""
+sharing the 2-core CPU then kept 35 % of their speed alone each instead of 44-48 % (two runs)."""
 
 
 class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
