@@ -312,7 +312,9 @@ class Trainer:
         opts, model, state, world = self.options, self.model, self.state, self.world
         model.module.train()
         order = np.random.default_rng([self.context.seed, epoch]).permutation(len(plan.examples))
-        started, seen, total_loss = time.perf_counter(), state.epoch_seen, state.epoch_loss
+        started, seen = time.perf_counter(), state.epoch_seen
+        losses: list[torch.Tensor] = []  # kept where they are made: reading each would make the host wait for a
+        counts: list[int] = []  # GPU at every step
         seen_here = 0  # examples of this process's steps: a resumed epoch's earlier ones took no time here
         autocast = self.device.type == "cuda" and opts.amp
         steps = range(state.step_in_epoch, plan.steps_per_epoch)
@@ -334,11 +336,13 @@ class Trainer:
             n = len(next(iter(batch.values()))) * world
             seen += n
             seen_here += n
-            total_loss += loss.item() * n
-            if i % 20 == 0 or not progress.bar:
+            losses.append(loss.detach())
+            counts.append(n)
+            if progress.due(i + 1):
                 progress.update(bar, i + 1, loss.item(), seen_here / (time.perf_counter() - started))
             if stop.requested:  # Ctrl-C: finish this step, keep a checkpoint of exactly here, stop
-                state.step_in_epoch, state.epoch_seen, state.epoch_loss = i + 1, seen, total_loss
+                state.step_in_epoch, state.epoch_seen = i + 1, seen
+                state.epoch_loss += _weighted_sum(losses, counts)
                 self.checkpoints.save("last", model, self.optimizer, self.scheduler, state)
                 where = _run_directory(self.context.run_dir)
                 raise TrainingInterrupted(
@@ -346,6 +350,7 @@ class Trainer:
                     f"Continue with: recplug run --resume {where}",
                     stop.signum or signal.SIGINT,
                 )
+        total_loss = state.epoch_loss + _weighted_sum(losses, counts)
         train_time = time.perf_counter() - started
         return {"loss/train": total_loss / max(seen, 1), "throughput/samples_per_s": seen_here / train_time,
                 "lr": float(self.scheduler.get_last_lr()[0]), "time/train_s": train_time}  # fmt: skip
@@ -428,6 +433,13 @@ def validate(model: Model, examples: ExampleSource | None, cases: EvalCases, bat
     return result
 
 
+def _weighted_sum(values: list[torch.Tensor], weights: list[int]) -> float:
+    """``sum(value * weight)`` in float64, reading the values off their device once."""
+    if not values:
+        return 0.0
+    return float(torch.stack(values).cpu().double() @ torch.tensor(weights, dtype=torch.float64))
+
+
 class Progress:
     """Progress of an epoch: a tqdm bar on a terminal; elsewhere (nohup, CI, a log file, a terminal of 0
     columns) a log line every :data:`PROGRESS_SECONDS`, with the step, loss, samples/s and time left."""
@@ -439,13 +451,17 @@ class Progress:
         self.lines = informative and not self.bar
         self.started = self.last = time.perf_counter()
 
+    def due(self, step: int) -> bool:
+        """Whether :meth:`update` shows anything after ``step`` (its loss costs a GPU a wait for the host)."""
+        if self.bar:
+            return step % 20 == 1
+        return self.lines and step != self.steps and time.perf_counter() - self.last >= PROGRESS_SECONDS
+
     def update(self, bar: Any, step: int, loss: float, samples_per_s: float) -> None:
         if self.bar:
             bar.set_postfix(loss=f"{loss:.4f}", samples_s=f"{samples_per_s:.0f}")
             return
         now = time.perf_counter()
-        if not self.lines or now - self.last < PROGRESS_SECONDS or step == self.steps:
-            return
         self.last = now
         left = int((now - self.started) / max(step - self.first_step, 1) * (self.steps - step))
         log.info("%s  step %d/%d (%d%%)  loss %.4f  %.0f samples/s  about %dm%02ds left", self.title, step,
