@@ -52,13 +52,26 @@ def test_the_fused_softmax_mean_equals_the_full_softmax_and_its_gradients(monkey
     assert not mean.requires_grad
 
 
-def test_the_fused_softmax_mean_under_autocast_is_the_plain_one() -> None:
+@pytest.mark.parametrize("block_floats", [2**18, 150])
+def test_the_fused_softmax_mean_under_autocast_is_the_plain_one(monkeypatch, block_floats) -> None:
+    monkeypatch.setattr(losses, "_BLOCK_FLOATS", block_floats)
     torch.manual_seed(0)
     weight, features, targets = torch.randn(50, 8), torch.randn(13, 8), torch.randint(50, (13,))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        fused = losses.full_softmax_mean(vectors_of(weight), features, targets)
-        plain = losses.full_softmax(vectors_of(weight), features, targets).mean()
-    torch.testing.assert_close(fused, plain)
+    results = []
+    for loss in (lambda w, f: losses.full_softmax(vectors_of(w), f, targets).mean(),
+                 lambda w, f: losses.full_softmax_mean(vectors_of(w), f, targets)):
+        w, f = weight.clone().requires_grad_(), features.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            value = loss(w, f)
+        value.backward()
+        results.append((value, w.grad, f.grad))
+    (plain, *plain_grads), (fused, *fused_grads) = results
+    torch.testing.assert_close(fused, plain)  # the same bfloat16 logits, the same float32 softmax
+    for expected, got in zip(plain_grads, fused_grads, strict=True):  # products of bfloat16-rounded gradients
+        torch.testing.assert_close(got, expected, rtol=2e-2, atol=2e-3)
+    with torch.no_grad():
+        exact = losses.full_softmax_mean(vectors_of(weight), features, targets)
+    assert not torch.equal(fused, exact)  # the products did run in bfloat16
 
 
 def test_label_smoothing_spreads_over_the_items_left_in_the_softmax() -> None:

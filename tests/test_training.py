@@ -48,6 +48,16 @@ def test_the_model_learns(toy_plugins, tmp_path: Path) -> None:
     assert trained[("bigram", "hits", 5)] > untrained[("bigram", "hits", 5)] + 0.1
 
 
+def test_bf16_autocast_on_the_cpu_only_when_asked(toy_plugins, tmp_path: Path) -> None:
+    def train_loss(**training) -> float:
+        out = tmp_path / str(len(list(tmp_path.iterdir())))
+        return run(toy_plugins, out, epochs=1, **training).fitted[-1].recommender.history[0]["loss/train"]
+
+    plain, low = train_loss(), train_loss(amp_cpu=True)
+    assert plain == train_loss(amp=True)  # amp alone is CUDA's: float32 on the CPU
+    assert low != plain and abs(low - plain) < 0.02 * plain  # bfloat16 products: close, not equal
+
+
 def test_same_seed_same_metrics_and_logs(toy_plugins, tmp_path: Path) -> None:
     a, b = run(toy_plugins, tmp_path / "a"), run(toy_plugins, tmp_path / "b")
     assert metrics_of(a) == metrics_of(b)

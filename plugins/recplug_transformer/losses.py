@@ -47,15 +47,17 @@ def full_softmax_mean(vectors: OutputVectors, features: torch.Tensor, targets: t
                       excluded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
     """``sum_i weights_i * full_softmax_i`` (default weights ``1/N``: the mean), computed in blocks of rows.
 
-    Equal to ``(full_softmax(...) * weights).sum()`` up to float rounding (and computed that way under autocast,
-    whose reduced-precision products the blocks are not written for). ``excluded`` (row, item) pairs must be
-    sorted by row (as ``nonzero`` gives them).
+    Equal to ``(full_softmax(...) * weights).sum()`` up to float rounding. Under autocast the matrix products
+    take the autocast dtype, as the plain path's do, and the softmax stays in float32. ``excluded`` (row, item)
+    pairs must be sorted by row (as ``nonzero`` gives them).
     """
     weights = torch.full_like(targets, 1 / max(len(targets), 1), dtype=torch.float32) if weights is None else weights
-    if torch.is_autocast_enabled(features.device.type):
-        return (full_softmax(vectors, features, targets, excluded=excluded) * weights).sum()
+    device = features.device.type
+    products = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
     rows, items = excluded if excluded is not None else (None, None)
-    return _FusedSoftmaxCrossEntropy.apply(features, vectors(None), targets, weights.float(), rows, items)
+    with torch.autocast(device, enabled=False):  # the blocks choose each operation's precision themselves
+        return _FusedSoftmaxCrossEntropy.apply(features, vectors(None), targets, weights.float(), rows, items,
+                                               products)  # fmt: skip
 
 
 _BLOCK_FLOATS = 2**22
@@ -68,22 +70,23 @@ class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
     """The weighted cross-entropy and, when asked for, its gradients, in one pass over blocks of rows: logits,
     log-sum-exp, probabilities in place, ``probabilities - one_hot(target)`` times the weights, then the two
     gradient products. The backward pass only scales what the forward pass stored (``N x H`` and
-    ``n_items x H``)."""
+    ``n_items x H``). The matrix products run in ``products`` (float32, or autocast's bfloat16 or float16), the
+    rest in float32."""
 
     @staticmethod
     def forward(ctx: Any, features: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
-                rows: torch.Tensor | None, items: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
+                rows: torch.Tensor | None, items: torch.Tensor | None, products: torch.dtype) -> torch.Tensor:  # fmt: skip
         grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        f, v = features.float(), vectors.float()
-        d_features = torch.empty_like(f) if grad else None
-        d_vectors = torch.zeros_like(v) if grad else None
+        f, v = features.to(products), vectors.to(products)
+        d_features = torch.empty(f.shape, device=f.device) if grad else None
+        d_vectors = torch.zeros(v.shape, device=v.device) if grad else None
         total = torch.zeros((), dtype=torch.float32, device=f.device)
         block = max(1, _BLOCK_FLOATS * torch.get_num_threads() // max(1, len(v)))
         starts = torch.arange(0, len(f) + block, block, device=f.device)
         bounds = torch.searchsorted(rows, starts).tolist() if rows is not None else None
         for i, lo in enumerate(range(0, len(f), block)):
             hi = min(lo + block, len(f))
-            logits = f[lo:hi] @ v.T
+            logits = (f[lo:hi] @ v.T).float()
             if rows is not None and items is not None and bounds is not None and bounds[i] < bounds[i + 1]:
                 at = slice(bounds[i], bounds[i + 1])
                 logits.index_put_((rows[at] - lo, items[at]), torch.tensor(float("-inf"), device=f.device))
@@ -96,8 +99,13 @@ class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
             if grad:
                 d_logits = probabilities.mul_(w[:, None] / sums)
                 d_logits[torch.arange(hi - lo, device=f.device), targets[lo:hi]] -= w
-                torch.mm(d_logits, v, out=d_features[lo:hi])  # type: ignore[index]
-                d_vectors.addmm_(d_logits.T, f[lo:hi])  # type: ignore[union-attr]
+                if products == torch.float32:
+                    torch.mm(d_logits, v, out=d_features[lo:hi])  # type: ignore[index]
+                    d_vectors.addmm_(d_logits.T, f[lo:hi])  # type: ignore[union-attr]
+                else:
+                    d_low = d_logits.to(products)
+                    d_features[lo:hi] = d_low @ v  # type: ignore[index]
+                    d_vectors += d_low.T @ f[lo:hi]  # type: ignore[operator]
         ctx.save_for_backward(d_features, d_vectors)
         ctx.dtypes = (features.dtype, vectors.dtype)
         return total
@@ -106,7 +114,7 @@ class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
     def backward(ctx: Any, grad_total: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         d_features, d_vectors = ctx.saved_tensors
         return ((d_features * grad_total).to(ctx.dtypes[0]), (d_vectors * grad_total).to(ctx.dtypes[1]),
-                None, None, None, None)  # fmt: skip
+                None, None, None, None, None)  # fmt: skip
 
 
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
