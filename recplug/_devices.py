@@ -18,6 +18,12 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+def cpu_multiplies_bf16() -> bool:
+    """Whether torch finds bfloat16 instructions on this CPU (AVX-512 BF16 or AMX tiles)."""
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(check() for check in checks if check is not None)
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` picks the best available device; a named one must exist."""
     if name == "auto":

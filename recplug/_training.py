@@ -31,7 +31,7 @@ from tqdm import tqdm
 from . import _distributed as distributed
 from ._components import Recommender, RunContext
 from ._data import Interactions
-from ._devices import resolve_device, reuse_freed_memory
+from ._devices import cpu_multiplies_bf16, resolve_device, reuse_freed_memory
 from ._errors import DataError, RecplugError, SpecError
 from ._evaluation import rank_cases
 from ._examples import ExampleSource
@@ -232,6 +232,9 @@ class Trainer:
         self.device = resolve_device(self.context.device)
         if self.device.type == "cpu":
             reuse_freed_memory()
+            if opts.amp_cpu and not cpu_multiplies_bf16():
+                log.warning("amp_cpu: torch finds no bfloat16 instructions (AVX-512 BF16, AMX) on this CPU, where "
+                            "bfloat16 training steps may run slower than float32 ones")  # fmt: skip
         self.model.to(self.device)
         torch.manual_seed(self.context.seed)
         plan = self.plan()

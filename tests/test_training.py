@@ -58,6 +58,19 @@ def test_bf16_autocast_on_the_cpu_only_when_asked(toy_plugins, tmp_path: Path) -
     assert low != plain and abs(low - plain) < 0.02 * plain  # bfloat16 products: close, not equal
 
 
+def test_bf16_autocast_on_a_cpu_without_bf16_instructions_is_a_warning(toy_plugins, tmp_path: Path, monkeypatch,
+                                                                         caplog) -> None:  # fmt: skip
+    import recplug._training
+
+    monkeypatch.setattr(recplug._training, "cpu_multiplies_bf16", lambda: False)
+    caplog.set_level(logging.WARNING, logger="recplug")
+    run(toy_plugins, tmp_path / "a", epochs=1, max_steps_per_epoch=1, amp_cpu=True)
+    assert "no bfloat16 instructions" in caplog.text
+    caplog.clear()
+    run(toy_plugins, tmp_path / "b", epochs=1, max_steps_per_epoch=1)
+    assert "bfloat16" not in caplog.text
+
+
 def test_same_seed_same_metrics_and_logs(toy_plugins, tmp_path: Path) -> None:
     a, b = run(toy_plugins, tmp_path / "a"), run(toy_plugins, tmp_path / "b")
     assert metrics_of(a) == metrics_of(b)
