@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import os
 
-# Before torch loads its OpenMP runtime: a waiting thread spins for 10,000 rounds (GNU OpenMP's default is
+# Before torch loads its OpenMP runtime: a waiting thread spins for 3,000 rounds (GNU OpenMP's default is
 # 300,000), then sleeps, so that several recplug processes on one machine share its cores instead of burning
 # them (docs/results.rst, "Sharing the CPU"). A wait policy or spin count the user set is kept.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["GOMP_SPINCOUNT"] = "10000"
+    os.environ["GOMP_SPINCOUNT"] = "3000"
 
 from pathlib import Path  # noqa: E402
 from typing import TYPE_CHECKING, Any

@@ -301,7 +301,7 @@ def test_a_resumed_epoch_reports_the_throughput_of_its_own_steps(toy_plugins, tm
     assert result["throughput/samples_per_s"] == pytest.approx(samples_here / result["time/train_s"])
 
 
-@pytest.mark.parametrize(("given", "expected"), [({}, "10000"), ({"GOMP_SPINCOUNT": "300000"}, "300000"),
+@pytest.mark.parametrize(("given", "expected"), [({}, "3000"), ({"GOMP_SPINCOUNT": "300000"}, "300000"),
                                                  ({"OMP_WAIT_POLICY": "ACTIVE"}, None)])
 def test_recplug_shortens_openmp_spinning_unless_told(given: dict[str, str], expected: str | None) -> None:
     """Set before torch loads OpenMP (benchmarks/test_cpu_sharing.py measures why); a user's choice is kept."""
