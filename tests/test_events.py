@@ -155,6 +155,8 @@ def test_user_time_order_matches_lexsort_and_repeats_are_found() -> None:
         user, time = rng.integers(0, users, n), rng.integers(0, span, n)
         time = np.sort(time) if in_time_order else time  # (an event log as written: one sort by user suffices)
         assert np.array_equal(user_time_order(user, time), np.lexsort((np.arange(n), time, user)))
+    user, time = np.sort(rng.integers(0, 300, 5_000)), rng.integers(0, 50, 5_000)  # grouped by user, as ML-1M is
+    assert np.array_equal(user_time_order(user, time), np.lexsort((np.arange(5_000), time, user)))
     data = build_interactions([0, 0, 0, 0, 1], [5, 6, 5, 5, 5], [1, 2, 3, 4, 5], [1, 1, 1, 2, 1], fingerprint="d")
     assert data.items.tolist() == [0, 1, 0, 0] and data.ratings.tolist() == [1, 2, 4, 5]  # the first of (0, 5, 1) kept
     assert data.source["duplicate_rows_dropped"] == 1
