@@ -41,6 +41,25 @@ def test_leave_one_out(data) -> None:
     assert visible == [0, 1, 2, 3, 6, 7, 1]  # nothing of validation or test is visible
     assert data.items[split.train.is_target].tolist() == [1, 2, 3, 7]  # first items are context only
     assert split.protocol["training_only_users"] == 1
+    assert "validation_users" not in split.protocol  # the default protocol reads as before the option existed
+
+
+def test_leave_one_out_with_a_sample_of_validation_users() -> None:
+    users = np.repeat(np.arange(40), 5)
+    items = np.tile(np.arange(5), 40)
+    data = build_interactions(users, items, np.ones(200), np.arange(200), fingerprint="y")
+    split = LeaveOneOut(LeaveOneOutOptions(validation_users=10)).split(data, RunContext(seed=3))
+    validated = set(split.validation.users.tolist())
+    assert len(validated) == 10 and split.protocol["validation_users"] == 10
+    assert split.test.users.tolist() == list(range(40))  # every user is still tested on its last interaction
+    second_to_last = data.offsets[1:] - 2
+    trained_on = split.train.visible[second_to_last] & split.train.is_target[second_to_last]
+    assert [u for u in range(40) if not trained_on[u]] == sorted(validated)  # the others train on it
+    assert not split.train.visible[data.offsets[1:] - 1].any()  # no test interaction is ever visible
+    again = LeaveOneOut(LeaveOneOutOptions(validation_users=10)).split(data, RunContext(seed=3))
+    assert again.validation.users.tolist() == split.validation.users.tolist()  # the seed fixes the sample
+    every = LeaveOneOut(LeaveOneOutOptions(validation_users=100)).split(data, RunContext(seed=3))
+    assert len(every.validation) == 40 and every.protocol["validation_users"] == 40
 
 
 def test_seed_windows_hold_out_random_windows_reproducibly(data) -> None:

@@ -33,16 +33,25 @@ class LeaveOneOutOptions:
         validator=attrs.validators.ge(3),
         metadata={"doc": "Users with fewer interactions are kept for training only and not evaluated."},
     )
+    validation_users: int | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(attrs.validators.ge(1)),
+        metadata={"doc": "How many evaluated users (a random sample, drawn with the experiment's seed) hold out "
+                         "their second-to-last interaction for validation; the others train on it, as in protocols "
+                         "without a validation item. Default: every evaluated user."},
+    )  # fmt: skip
 
 
 class LeaveOneOut(Splitter):
-    """Per user by time: last interaction = test, second-to-last = validation, the rest = training."""
+    """Per user by time: last interaction = test, second-to-last = validation (for every user, or for a sample of
+    ``validation_users``; the others train on it), the rest = training."""
 
     options: LeaveOneOutOptions
 
     def split(self, data: Interactions, context: RunContext) -> Split:
-        evaluated = (data.lengths >= self.options.min_interactions).astype(np.int64)
-        train, validation, test = _tail_split(data, evaluated, evaluated)
+        evaluated = data.lengths >= self.options.min_interactions
+        validated = _sample_users(evaluated, self.options.validation_users, context.seed)
+        train, validation, test = _tail_split(data, evaluated.astype(np.int64), validated.astype(np.int64))
         protocol = {
             "splitter": "leave_one_out",
             "min_interactions": self.options.min_interactions,
@@ -51,6 +60,8 @@ class LeaveOneOut(Splitter):
             "history": "all earlier interactions of the user",
             "seen_items": "all earlier interactions of the user",
         }
+        if self.options.validation_users is not None:  # recorded only when asked: older results stay comparable
+            protocol["validation_users"] = int(validated.sum())
         return Split("leave_one_out", train, validation, test, protocol)
 
 
@@ -115,6 +126,17 @@ class SeedWindows(Splitter):
         users = data.user_of[target_pos].astype(np.int64)
         window_start = np.maximum(data.offsets[users], target_pos - self.options.sequence_length)
         return EvalCases(users, data.offsets[users], target_pos, exclude_start=window_start)
+
+
+def _sample_users(eligible: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """A mask of ``size`` eligible users drawn at random with ``seed`` (all of them when ``size`` is None or at
+    least their number)."""
+    candidates = np.flatnonzero(eligible)
+    if size is None or size >= len(candidates):
+        return eligible.copy()
+    chosen = np.zeros_like(eligible)
+    chosen[np.random.default_rng(seed).choice(candidates, size=size, replace=False)] = True
+    return chosen
 
 
 def _tail_split(data: Interactions, n_test: np.ndarray, n_validation: np.ndarray) -> tuple[TrainView, EvalCases, EvalCases]:
