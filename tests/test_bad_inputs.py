@@ -165,6 +165,18 @@ def test_a_split_without_test_cases_is_an_error_before_any_work(tmp_path: Path) 
     assert info.value.where == "splits.loo" and not (tmp_path / "run").exists()
 
 
+def test_a_sample_of_no_validation_users_is_refused_when_the_spec_is_read() -> None:
+    from recplug.api import PluginManager
+
+    data = toy_spec()
+    data["splits"] = {"loo": {"use": "leave_one_out", "validation_users": 0}}
+    plugins = PluginManager()
+    plugins.load_entry_points(only={"testkit", "splits"})
+    with pytest.raises(SpecError, match="'validation_users' must be >= 1") as info:
+        parse_spec(data, plugins)
+    assert info.value.where == "splits.loo.validation_users"
+
+
 def test_out_never_overwrites_a_run_without_being_asked(tmp_path: Path) -> None:
     spec = write_spec(tmp_path / "s.toml", to_toml(toy_spec(registry=tmp_path / "registry", training={"epochs": 1})))
     out = tmp_path / "run"
