@@ -322,6 +322,7 @@ class Trainer:
         opts, model, state, world = self.options, self.model, self.state, self.world
         model.module.train()
         order = np.random.default_rng([self.context.seed, epoch]).permutation(len(plan.examples))
+        plan.examples.begin_epoch(np.random.default_rng([self.context.seed, epoch, 1]))
         started, seen = time.perf_counter(), state.epoch_seen
         losses: list[torch.Tensor] = []  # kept where they are made: reading each would make the host wait for a
         counts: list[int] = []  # GPU at every step

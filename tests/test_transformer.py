@@ -88,6 +88,14 @@ def test_padding_does_not_change_the_real_positions(ml1m_dir: Path) -> None:
     assert torch.allclose(a, b) and torch.isfinite(a).all()
 
 
+def _covered_targets(chunks, length: int) -> tuple[np.ndarray, dict]:
+    batch = chunks.batch(np.arange(len(chunks)))
+    covered = np.concatenate([
+        (chunks.ends[i] - length + 1 + np.flatnonzero(batch["mask"][i].numpy())) for i in range(len(chunks))
+    ])  # fmt: skip
+    return covered, batch
+
+
 def test_all_position_chunks_cover_every_training_target_once(ml1m_dir: Path) -> None:
     from recplug._examples import SequenceChunks
     from recplug_splits import SeedWindowOptions, SeedWindows
@@ -96,14 +104,34 @@ def test_all_position_chunks_cover_every_training_target_once(ml1m_dir: Path) ->
     for split in (LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext()),
                   SeedWindows(SeedWindowOptions(test_fraction=0.2)).split(data, RunContext(seed=1))):  # fmt: skip
         chunks = SequenceChunks(split.train, length=4)
-        batch = chunks.batch(np.arange(len(chunks)))
-        covered = np.concatenate([
-            (chunks.ends[i] - 4 + 1 + np.flatnonzero(batch["mask"][i].numpy())) for i in range(len(chunks))
-        ])  # fmt: skip
+        covered, batch = _covered_targets(chunks, 4)
         assert np.sort(covered).tolist() == split.train.target_positions.tolist()
         # the target at each masked position is the item that follows the input there
         targets = batch["targets"][batch["mask"]].numpy()
         assert targets.tolist() == data.items[covered].tolist()
+
+
+def test_shifted_chunks_move_every_epoch_and_still_cover_each_target_once(ml1m_dir: Path) -> None:
+    from recplug._examples import SequenceChunks
+
+    data = load(ml1m_dir)
+    split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
+    fixed = SequenceChunks(split.train, length=4)
+    chunks = SequenceChunks(split.train, length=4, shift=True)
+    assert fixed.ends.tolist() == chunks.ends.tolist()  # before the first epoch: where the fixed chunks are
+    layouts = []
+    for epoch in range(3):
+        chunks.begin_epoch(np.random.default_rng([0, epoch, 1]))
+        assert len(chunks) == len(fixed)  # the same number of chunks: an epoch costs the same
+        covered, batch = _covered_targets(chunks, 4)
+        assert np.sort(covered).tolist() == split.train.target_positions.tolist()
+        assert batch["targets"][batch["mask"]].numpy().tolist() == data.items[covered].tolist()
+        top = np.r_[True, chunks.users[1:] != chunks.users[:-1]]  # each user's first chunk is its top one
+        assert chunks.ends[top].tolist() == fixed.ends[top].tolist()  # the top chunk still ends at the last target
+        layouts.append(chunks.ends.tolist())
+    assert layouts[0] != layouts[1] != layouts[2]
+    fixed.begin_epoch(np.random.default_rng(0))
+    assert fixed.ends.tolist() == SequenceChunks(split.train, length=4).ends.tolist()  # no shift: never moves
 
 
 def test_all_positions_objective_trains(ml1m_dir: Path) -> None:
@@ -269,3 +297,28 @@ def test_serving_known_users_from_encoded_vectors_gives_the_full_pass(ml1m_dir: 
     cached = served.recommend_tokens(users, histories, 10, exclude)
     assert torch.equal(full[0], cached[0]) and torch.allclose(full[1], cached[1], atol=1e-5)
     assert 7 not in cached[0][1].tolist() and not set(cached[0][2].tolist()) & {1, 2, 3}
+
+
+def test_shifted_chunks_train_reproducibly_and_resume_to_the_same_result(ml1m_dir: Path, tmp_path: Path,
+                                                                          plugins) -> None:  # fmt: skip
+    """The trainer moves the chunks before every epoch from the run's seed, so a resumed run moves them as the
+    uninterrupted one did; and the moved chunks are what it trains on (the losses differ from fixed chunks)."""
+
+    def fit(name: str, epochs: int, shifted: bool = True, resume: bool = False):
+        data = registry_spec_data(ml1m_dir, tmp_path / "registry")
+        data["experiment"]["register"] = False
+        data["splits"] = {"leave_one_out": {}}
+        data["recommenders"] = {"transformer": {
+            "objective": "all_positions", "join": "last", "context_length": 4, "embedding_dim": 16, "num_layers": 1,
+            "num_heads": 2, "user_embedding_dim": 0, "interaction_hidden": [], "shifted_chunks": shifted,
+            "training": {"epochs": epochs, "batch_size": 32, "monitor": "ndcg@10"},
+        }}  # fmt: skip
+        result = run_experiment(parse_spec(data, plugins), plugins, run_dir=tmp_path / name, resume=resume)
+        return [epoch["loss/train"] for epoch in result.fitted[-1].recommender.history]
+
+    full = fit("full", 3)
+    fit("part", 1)
+    assert fit("part", 3, resume=True) == full
+    assert fit("fixed", 3, shifted=False)[1:] != full[1:]
+    with pytest.raises(ValueError, match="'shifted_chunks' needs objective = 'all_positions'"):
+        TransformerOptions(shifted_chunks=True)

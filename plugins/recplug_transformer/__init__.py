@@ -141,10 +141,18 @@ class TransformerOptions:
                          "each user's sequence, the next item predicted at every position under the causal mask "
                          "(needs join = 'last'); each training target is seen once per epoch."},
     )
+    shifted_chunks: bool = attrs.field(
+        default=False,
+        metadata={"doc": "With objective = 'all_positions': move each user's chunk boundaries by a random amount "
+                         "every epoch (same chunks, same cost), so a target is not always predicted after the same "
+                         "short context at a chunk's start."},
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.objective == "all_positions" and self.join != "last":
             raise ValueError("'join' must be 'last' when objective = 'all_positions'")
+        if self.shifted_chunks and self.objective != "all_positions":
+            raise ValueError("'shifted_chunks' needs objective = 'all_positions'")
         if self.num_layers and self.embedding_dim % self.num_heads:
             raise ValueError(f"'num_heads' ({self.num_heads}) must divide 'embedding_dim' ({self.embedding_dim})")
 
@@ -174,7 +182,7 @@ class Transformer(Model):
     def training_examples(self, train: TrainView) -> ExampleSource:
         self._log_q = _log_target_frequency(train, self.n_items).to(self.device)
         if self.options.objective == "all_positions":
-            return SequenceChunks(train, self.options.context_length)
+            return SequenceChunks(train, self.options.context_length, shift=self.options.shifted_chunks)
         return WindowExamples(train.data, train.target_positions, self.options.context_length)
 
     def validation_examples(self, data: Interactions, cases: EvalCases) -> WindowExamples:
