@@ -322,3 +322,49 @@ def test_shifted_chunks_train_reproducibly_and_resume_to_the_same_result(ml1m_di
     assert fit("fixed", 3, shifted=False)[1:] != full[1:]
     with pytest.raises(ValueError, match="'shifted_chunks' needs objective = 'all_positions'"):
         TransformerOptions(shifted_chunks=True)
+
+
+def test_examples_can_carry_the_items_before_each_window(ml1m_dir: Path) -> None:
+    from recplug._examples import SequenceChunks, WindowExamples
+
+    data = load(ml1m_dir)
+    split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
+    chunks = SequenceChunks(split.train, length=4, earlier=True)
+    index = np.arange(len(chunks))
+    earlier = chunks.batch(index)["earlier"].numpy()
+    assert "earlier" not in SequenceChunks(split.train, length=4).batch(index)
+    for i in index:  # the window's inputs start 4 positions before the chunk's last target
+        start = data.offsets[chunks.users[i]]
+        before = data.items[start : max(start, chunks.ends[i] - 4)]
+        assert set(np.flatnonzero(earlier[i])) == set(before.tolist())
+    assert earlier.any()  # the toy data has users longer than one window
+    windows = WindowExamples(data, split.train.target_positions, 3, earlier=True)
+    marked = windows.batch(np.arange(len(windows)))["earlier"].numpy()
+    for i, pos in enumerate(split.train.target_positions):
+        start = data.offsets[data.user_of[pos]]
+        before = data.items[start : max(start, pos - 3)]
+        assert set(np.flatnonzero(marked[i])) == set(before.tolist())
+
+
+def test_skipping_seen_items_in_the_loss_leaves_out_the_whole_earlier_history(ml1m_dir: Path) -> None:
+    """With loss_skips_seen every item of the user before a position leaves its softmax, in the window and before
+    it: the loss equals the plain cross-entropy with exactly those items at -inf."""
+    data = load(ml1m_dir)
+    split = LeaveOneOut(LeaveOneOutOptions()).split(data, RunContext())
+    model = small_model(data, objective="all_positions", join="last", context_length=4, embedding_dim=16,
+                        num_layers=1, num_heads=2, user_embedding_dim=0, interaction_hidden=[], loss_skips_seen=True,
+                        embedding_dropout=0.0, attention_dropout=0.0, residual_dropout=0.0)  # fmt: skip
+    examples = model.training_examples(split.train)
+    index = np.arange(len(examples))
+    batch = examples.batch(index)
+    mask = batch["mask"]
+    logits = model.module.position_features(batch["users"], batch["items"])[mask] @ model.module.output_vectors(None).T
+    targets = batch["targets"][mask]
+    owner, column = mask.nonzero(as_tuple=True)
+    positions = torch.from_numpy(examples.ends[owner.numpy()]) - 4 + 1 + column  # flat position of each target
+    starts = torch.from_numpy(data.offsets[examples.users[owner.numpy()]])
+    for row in range(len(targets)):
+        history = data.items[int(starts[row]) : int(positions[row])]  # everything the user had before the target
+        logits[row, torch.from_numpy(history[history != int(targets[row])].astype(np.int64))] = float("-inf")
+    expected = F.cross_entropy(logits, targets)
+    torch.testing.assert_close(model.loss(batch), expected, rtol=1e-5, atol=1e-5)
