@@ -38,8 +38,7 @@ Pairs = tuple[torch.Tensor, torch.Tensor]
 
 GroupMasks = tuple[torch.Tensor, torch.Tensor]
 """(``groups [N]``, ``masks [G, n_items]`` bool): row ``i`` leaves out the items of ``masks[groups[i]]`` (rows that
-share a set of excluded items, such as the positions of one window and the user's items before it). Cheapest when
-the rows of a group are consecutive: each run of them is masked in one operation."""
+share a set of excluded items, such as the positions of one window and the user's items before it)."""
 
 
 def full_softmax(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,
@@ -57,15 +56,11 @@ def _exclude(logits: torch.Tensor, targets: torch.Tensor, pairs: Pairs | None, g
     minus_inf = torch.tensor(float("-inf"), device=logits.device)
     if pairs is not None:
         logits.index_put_(pairs, minus_inf)
-    if group_masks is not None:  # a run of rows of one group at a time: no [rows, n_items] mask is gathered
+    if group_masks is not None:
         groups, masks = group_masks
         rows = torch.arange(len(logits), device=logits.device)
         kept = logits[rows, targets]
-        values, counts = torch.unique_consecutive(groups, return_counts=True)
-        lo = 0
-        for group, count in zip(values.tolist(), counts.tolist(), strict=True):
-            logits[lo : lo + count].masked_fill_(masks[group], minus_inf)
-            lo += count
+        logits.masked_fill_(masks[groups], minus_inf)
         logits[rows, targets] = kept
     return logits
 
