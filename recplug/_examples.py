@@ -32,25 +32,13 @@ class ExampleSource(ABC):
         process and on resume); a source whose examples vary from epoch to epoch draws them here."""
 
 
-def items_before(data: Interactions, starts: np.ndarray, ends: np.ndarray) -> torch.Tensor:
-    """``[n, n_items]`` bool: row ``i`` marks the items at positions ``starts[i]:ends[i]`` (none where empty)."""
-    counts = np.maximum(ends - starts, 0)
-    rows = np.repeat(np.arange(len(starts)), counts)
-    positions = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
-    marked = np.zeros((len(starts), data.n_items), dtype=bool)
-    marked[rows, data.items[positions]] = True
-    return torch.from_numpy(marked)
-
-
 class WindowExamples(ExampleSource):
-    """(user, window of the ``length`` items before the target, target, its rating) for each target position;
-    with ``earlier``, also ``earlier``: the items of the user before the window (``[n_items]`` bool)."""
+    """(user, window of the ``length`` items before the target, target, its rating) for each target position."""
 
-    def __init__(self, data: Interactions, target_positions: np.ndarray, length: int, earlier: bool = False) -> None:
+    def __init__(self, data: Interactions, target_positions: np.ndarray, length: int) -> None:
         self.data = data
         self.positions = np.asarray(target_positions, dtype=np.int64)
         self.length = length
-        self.earlier = earlier
         self.user_of = data.user_of
 
     def __len__(self) -> int:
@@ -59,16 +47,12 @@ class WindowExamples(ExampleSource):
     def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
         pos = self.positions[index]
         users = self.user_of[pos].astype(np.int64)
-        starts = self.data.offsets[users]
-        batch = {
+        return {
             "users": torch.from_numpy(users),
-            "items": gather_histories(self.data, starts, pos, self.length),
+            "items": gather_histories(self.data, self.data.offsets[users], pos, self.length),
             "targets": torch.from_numpy(self.data.items[pos].astype(np.int64)),
             "target_ratings": torch.from_numpy(self.data.ratings[pos]),
         }
-        if self.earlier:
-            batch["earlier"] = items_before(self.data, starts, pos - self.length)
-        return batch
 
 
 class SequenceChunks(ExampleSource):
@@ -84,16 +68,12 @@ class SequenceChunks(ExampleSource):
     the chunk below the targets that it now covers. A target is then predicted after a context of
     a different length from epoch to epoch, rather than always after the same short one at a
     chunk's start.
-
-    With ``earlier``, a batch also holds ``earlier``: the items of the user before each chunk's window
-    (``[n_items]`` bool a chunk).
     """
 
-    def __init__(self, train: TrainView, length: int, shift: bool = False, earlier: bool = False) -> None:
+    def __init__(self, train: TrainView, length: int, shift: bool = False) -> None:
         data = self.data = train.data
         self.length = length
         self.shift = shift
-        self.earlier = earlier
         self.is_target = train.is_target
         targets = train.target_positions
         users = data.user_of[targets]
@@ -131,13 +111,10 @@ class SequenceChunks(ExampleSource):
         target_pos = ends[:, None] - self.length + 1 + np.arange(self.length)[None, :]
         valid = (target_pos > starts[:, None]) & (target_pos >= self.lows[index, None])
         mask = valid & self.is_target[np.where(valid, target_pos, 0)]
-        batch = {
+        return {
             "users": torch.from_numpy(users),
             "items": window[:, :-1],
             "targets": window[:, 1:],
             "target_ratings": torch.from_numpy(self.data.ratings[np.maximum(target_pos, 0)] * mask),
             "mask": torch.from_numpy(mask),
         }
-        if self.earlier:  # the window's first input is at ends - length
-            batch["earlier"] = items_before(self.data, starts, ends - self.length)
-        return batch

@@ -185,29 +185,3 @@ def test_item_id_dropout_hides_ids_in_training_only(data_and_split) -> None:
     model.module.eval()  # evaluation sees every id
     window = torch.tensor([[1, 2, 3, 4, 5]])
     assert torch.equal(model.module(torch.tensor([0]), window), model.module(torch.tensor([0]), window))
-
-
-@pytest.mark.parametrize("block_floats", [2**18, 150])
-def test_group_masks_leave_the_softmax_as_the_same_pairs_would_and_keep_each_target(monkeypatch, block_floats) -> None:
-    """Rows sharing a group leave out that group's masked items: the loss and its gradients equal those of the
-    (row, item) pairs spelled out, in the plain and the fused path, and a row's own target stays in."""
-    monkeypatch.setattr(losses, "_BLOCK_FLOATS", block_floats)
-    torch.manual_seed(1)
-    weight, features, targets = torch.randn(50, 8), torch.randn(13, 8), torch.randint(50, (13,))
-    groups, masks = torch.arange(13) // 4, torch.rand(4, 50) < 0.3  # 4 groups of 4, 4, 4 and 1 rows
-    masks[groups[0], targets[0]] = True  # a target among its group's items: it must stay in
-    spelled = masks[groups].clone()
-    spelled[torch.arange(13), targets] = False
-    pairs = spelled.nonzero(as_tuple=True)
-    results = []
-    for loss in (lambda w, f: losses.full_softmax(vectors_of(w), f, targets, excluded=pairs).mean(),
-                 lambda w, f: losses.full_softmax(vectors_of(w), f, targets, excluded_by_group=(groups, masks)).mean(),
-                 lambda w, f: losses.full_softmax_mean(vectors_of(w), f, targets, excluded_by_group=(groups, masks))):
-        w, f = weight.clone().requires_grad_(), features.clone().requires_grad_()
-        value = loss(w, f)
-        value.backward()
-        results.append((value, w.grad, f.grad))
-    assert torch.isfinite(results[0][0])
-    for expected, *others in zip(*results, strict=True):
-        for other in others:
-            torch.testing.assert_close(other, expected)

@@ -132,9 +132,8 @@ class TransformerOptions:
     )
     loss_skips_seen: bool = attrs.field(
         default=False,
-        metadata={"doc": "Leave the items the user already had before each trained position (in the window and "
-                         "before it) out of the training softmax, as evaluation leaves seen items out of the ranking, "
-                         "so the loss spends no effort pushing them down (a position's own target always stays)."},
+        metadata={"doc": "Leave the items already in the window out of the training softmax (they are never the "
+                         "answer when repeats are excluded), so the loss spends no effort pushing them down."},
     )
     objective: Literal["window", "all_positions"] = attrs.field(
         default="window",
@@ -182,13 +181,12 @@ class Transformer(Model):
 
     def training_examples(self, train: TrainView) -> ExampleSource:
         self._log_q = _log_target_frequency(train, self.n_items).to(self.device)
-        o = self.options
-        if o.objective == "all_positions":
-            return SequenceChunks(train, o.context_length, shift=o.shifted_chunks, earlier=o.loss_skips_seen)
-        return WindowExamples(train.data, train.target_positions, o.context_length, earlier=o.loss_skips_seen)
+        if self.options.objective == "all_positions":
+            return SequenceChunks(train, self.options.context_length, shift=self.options.shifted_chunks)
+        return WindowExamples(train.data, train.target_positions, self.options.context_length)
 
     def validation_examples(self, data: Interactions, cases: EvalCases) -> WindowExamples:
-        return WindowExamples(data, cases.target_pos, self.options.context_length, earlier=self.options.loss_skips_seen)
+        return WindowExamples(data, cases.target_pos, self.options.context_length)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         users, items, skips_seen = batch["users"], batch["items"], self.options.loss_skips_seen
@@ -201,22 +199,18 @@ class Transformer(Model):
             mask = torch.zeros_like(items, dtype=torch.bool)
             mask[:, -1] = True
         seen = _seen_before(items, mask, targets, self.n_items) if skips_seen else None
-        # the user's items before the window, shared by the rows of each window (rows follow mask's order)
-        earlier = (mask.nonzero(as_tuple=True)[0], batch["earlier"]) if skips_seen and "earlier" in batch else None
         o = self.options
         weights = ratings / ratings.sum().clamp(min=1e-6) if o.rating_weighted_loss else None
         if o.loss == "softmax" and o.label_smoothing == 0.0:
-            return losses.full_softmax_mean(self.module.output_vectors, features, targets, weights, excluded=seen,
-                                            excluded_by_group=earlier)  # fmt: skip
-        per_target = self._loss_per_target(features, targets, seen, earlier)
+            return losses.full_softmax_mean(self.module.output_vectors, features, targets, weights, excluded=seen)
+        per_target = self._loss_per_target(features, targets, seen)
         return (per_target * weights).sum() if weights is not None else per_target.mean()
 
-    def _loss_per_target(self, features: torch.Tensor, targets: torch.Tensor, seen: losses.Pairs | None,
-                         earlier: losses.GroupMasks | None) -> torch.Tensor:  # fmt: skip
+    def _loss_per_target(self, features: torch.Tensor, targets: torch.Tensor,
+                         seen: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:  # fmt: skip
         o, vectors = self.options, self.module.output_vectors
-        if o.loss == "softmax":  # items the user already has cannot be the answer: they leave the softmax
-            return losses.full_softmax(vectors, features, targets, label_smoothing=o.label_smoothing, excluded=seen,
-                                       excluded_by_group=earlier)  # fmt: skip
+        if o.loss == "softmax":  # items already in the window cannot be the answer: they leave the softmax
+            return losses.full_softmax(vectors, features, targets, label_smoothing=o.label_smoothing, excluded=seen)
         if o.loss == "bce":
             return losses.bce_one_negative(vectors, features, targets, self.n_items)
         negatives = losses.draw_negatives(targets, o.negatives, self.n_items, o.negative_source)

@@ -33,41 +33,18 @@ OutputVectors = Callable[[torch.Tensor | None], torch.Tensor]
 """``vectors(items [S] or None) -> [S, H]``: the output vectors of items (None: every item); logit = feature . vector."""
 
 
-Pairs = tuple[torch.Tensor, torch.Tensor]
-"""(row, item) pairs: ``item`` leaves row ``row``'s softmax."""
-
-GroupMasks = tuple[torch.Tensor, torch.Tensor]
-"""(``groups [N]``, ``masks [G, n_items]`` bool): row ``i`` leaves out the items of ``masks[groups[i]]`` (rows that
-share a set of excluded items, such as the positions of one window and the user's items before it)."""
-
-
 def full_softmax(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor, *, label_smoothing: float = 0.0,
-                 excluded: Pairs | None = None, excluded_by_group: GroupMasks | None = None) -> torch.Tensor:  # fmt: skip
-    """Cross-entropy over the whole catalogue; ``excluded`` pairs and ``excluded_by_group`` masks leave the softmax
-    (a row's own target never does)."""
+                 excluded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+    """Cross-entropy over the whole catalogue; ``excluded`` (row, item) pairs leave the softmax."""
     logits = (features @ vectors(None).T).float()
-    if excluded is not None or excluded_by_group is not None:  # in place: the product's backward needs its inputs
-        logits = _exclude(logits, targets, excluded, excluded_by_group)
+    if excluded is not None:  # in place: the matrix product's backward needs its inputs, not its output
+        logits = logits.index_put_(excluded, torch.tensor(float("-inf"), device=logits.device))
     return cross_entropy(logits, targets, label_smoothing)
 
 
-def _exclude(logits: torch.Tensor, targets: torch.Tensor, pairs: Pairs | None, group_masks: GroupMasks | None) -> torch.Tensor:
-    """``logits`` (in place) with the excluded items of each row at -inf, every row's target logit kept."""
-    minus_inf = torch.tensor(float("-inf"), device=logits.device)
-    if pairs is not None:
-        logits.index_put_(pairs, minus_inf)
-    if group_masks is not None:
-        groups, masks = group_masks
-        rows = torch.arange(len(logits), device=logits.device)
-        kept = logits[rows, targets]
-        logits.masked_fill_(masks[groups], minus_inf)
-        logits[rows, targets] = kept
-    return logits
-
-
 def full_softmax_mean(vectors: OutputVectors, features: torch.Tensor, targets: torch.Tensor,
-                      weights: torch.Tensor | None = None, excluded: Pairs | None = None,
-                      excluded_by_group: GroupMasks | None = None) -> torch.Tensor:  # fmt: skip
+                      weights: torch.Tensor | None = None,
+                      excluded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
     """``sum_i weights_i * full_softmax_i`` (default weights ``1/N``: the mean), computed in blocks of rows.
 
     Equal to ``(full_softmax(...) * weights).sum()`` up to float rounding. Under autocast the matrix products
@@ -77,9 +54,10 @@ def full_softmax_mean(vectors: OutputVectors, features: torch.Tensor, targets: t
     weights = torch.full_like(targets, 1 / max(len(targets), 1), dtype=torch.float32) if weights is None else weights
     device = features.device.type
     products = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+    rows, items = excluded if excluded is not None else (None, None)
     with torch.autocast(device, enabled=False):  # the blocks choose each operation's precision themselves
-        return _FusedSoftmaxCrossEntropy.apply(features, vectors(None), targets, weights.float(), excluded,
-                                               excluded_by_group, products)  # fmt: skip
+        return _FusedSoftmaxCrossEntropy.apply(features, vectors(None), targets, weights.float(), rows, items,
+                                               products)  # fmt: skip
 
 
 _BLOCK_FLOATS = 2**22
@@ -97,7 +75,7 @@ class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, features: torch.Tensor, vectors: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor,
-                excluded: Pairs | None, excluded_by_group: GroupMasks | None, products: torch.dtype) -> torch.Tensor:  # fmt: skip
+                rows: torch.Tensor | None, items: torch.Tensor | None, products: torch.dtype) -> torch.Tensor:  # fmt: skip
         grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         f, v = features.to(products), vectors.to(products)
         d_features = torch.empty(f.shape, device=f.device) if grad else None
@@ -105,17 +83,13 @@ class _FusedSoftmaxCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), dtype=torch.float32, device=f.device)
         block = max(1, _BLOCK_FLOATS * torch.get_num_threads() // max(1, len(v)))
         starts = torch.arange(0, len(f) + block, block, device=f.device)
-        bounds = torch.searchsorted(excluded[0], starts).tolist() if excluded is not None else None
+        bounds = torch.searchsorted(rows, starts).tolist() if rows is not None else None
         for i, lo in enumerate(range(0, len(f), block)):
             hi = min(lo + block, len(f))
             logits = (f[lo:hi] @ v.T).float()
-            pairs = None
-            if excluded is not None and bounds is not None and bounds[i] < bounds[i + 1]:
+            if rows is not None and items is not None and bounds is not None and bounds[i] < bounds[i + 1]:
                 at = slice(bounds[i], bounds[i + 1])
-                pairs = (excluded[0][at] - lo, excluded[1][at])
-            group_masks = (excluded_by_group[0][lo:hi], excluded_by_group[1]) if excluded_by_group is not None else None
-            if pairs is not None or group_masks is not None:
-                _exclude(logits, targets[lo:hi], pairs, group_masks)
+                logits.index_put_((rows[at] - lo, items[at]), torch.tensor(float("-inf"), device=f.device))
             target_logits = logits.gather(1, targets[lo:hi, None])[:, 0]
             top = logits.amax(1, keepdim=True)
             probabilities = logits.sub_(top).exp_()  # in place: the block's logits are not needed again
