@@ -27,7 +27,7 @@ class ExampleSource(ABC):
     def batch(self, index: Any) -> dict[str, torch.Tensor]:
         """The examples at ``index`` (an int64 numpy array) as a dict of CPU tensors."""
 
-    def begin_epoch(self, rng: np.random.Generator) -> None:
+    def begin_epoch(self, rng: np.random.Generator) -> None:  # noqa: B027 (optional: most sources need nothing)
         """Called before each epoch with a generator seeded by the run's seed and the epoch (the same in every
         process and on resume); a source whose examples vary from epoch to epoch draws them here."""
 
@@ -100,7 +100,7 @@ class SequenceChunks(ExampleSource):
     def __len__(self) -> int:
         return len(self.ends)
 
-    def begin_epoch(self, rng: np.random.Generator) -> None:
+    def begin_epoch(self, rng: np.random.Generator) -> None:  # noqa: B027 (optional: most sources need nothing)
         if self.shift:
             self._place(rng.integers(0, self.room + 1))
 
