@@ -100,7 +100,7 @@ class SequenceChunks(ExampleSource):
     def __len__(self) -> int:
         return len(self.ends)
 
-    def begin_epoch(self, rng: np.random.Generator) -> None:  # noqa: B027 (optional: most sources need nothing)
+    def begin_epoch(self, rng: np.random.Generator) -> None:
         if self.shift:
             self._place(rng.integers(0, self.room + 1))
 
