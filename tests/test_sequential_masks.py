@@ -104,21 +104,24 @@ def test_the_seed_model_ignores_padding_beyond_its_window(data) -> None:
     assert torch.equal(model.score(users, padded), model.score(users, history))
 
 
-def test_the_checks_catch_a_model_that_peeks(data) -> None:
-    """The causal check fails for a tower whose attention sees every position."""
+@pytest.mark.parametrize("path", ["sequence-first", "batch-first"])
+def test_the_checks_catch_a_model_that_peeks(data, monkeypatch, path: str) -> None:
+    """The causal check fails for a tower whose attention sees every position, on either attention path (windows
+    up to SHORT_WINDOW run sequence-first on the CPU)."""
     model = MODELS["all positions, tied"](data)
     model.module.eval()
     import recplug_transformer.modules as modules
 
-    original = modules._causal_padding_mask
-    try:
-        modules._causal_padding_mask = lambda is_pad: torch.ones(is_pad.shape[1], is_pad.shape[1], dtype=torch.bool)
-        items = torch.randint(0, data.n_items, (2, 6))
-        changed = items.clone()
-        changed[:, 5] = (items[:, 5] + 1) % data.n_items
-        assert not torch.allclose(_sequence_outputs(model, items)[:, :5], _sequence_outputs(model, changed)[:, :5])
-    finally:
-        modules._causal_padding_mask = original
+    if path == "sequence-first":
+        monkeypatch.setattr(modules, "blocked_keys", lambda is_pad, causal: None)
+    else:
+        monkeypatch.setattr(modules, "SHORT_WINDOW", 0)
+        monkeypatch.setattr(modules, "_causal_padding_mask",
+                            lambda is_pad: torch.ones(is_pad.shape[1], is_pad.shape[1], dtype=torch.bool))  # fmt: skip
+    items = torch.randint(0, data.n_items, (2, 6))
+    changed = items.clone()
+    changed[:, 5] = (items[:, 5] + 1) % data.n_items
+    assert not torch.allclose(_sequence_outputs(model, items)[:, :5], _sequence_outputs(model, changed)[:, :5])
 
 
 def test_gru4rec_padding_was_a_real_leak_before_packing(data) -> None:

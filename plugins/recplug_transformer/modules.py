@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .dropout import Dropout, dropout
+from .short_attention import SHORT_WINDOW, blocked_keys, short_window_attention
 
 
 class CausalSelfAttention(nn.Module):
@@ -42,6 +45,17 @@ class CausalSelfAttention(nn.Module):
         return self.residual_dropout(self.proj(y.transpose(1, 2).reshape(batch, q.shape[2], dim)))
 
 
+    def forward_sequence_first(self, x: torch.Tensor, blocked: torch.Tensor | None) -> torch.Tensor:
+        """Attention output ``[L, B, D]`` of a short window ``x`` ``[L, B, D]`` on the CPU (see
+        :mod:`.short_attention`); ``blocked`` from :func:`~.short_attention.blocked_keys`."""
+        length, batch, dim = x.shape
+        qkv = torch.addmm(self.qkv.bias[:, None], self.qkv.weight, x.view(-1, dim).t())  # [3D, L * B]
+        p = self.attention_dropout if self.training else 0.0
+        y = short_window_attention(qkv.view(3, self.heads, dim // self.heads, length, batch), blocked, p)
+        y = torch.addmm(self.proj.bias, y.view(dim, -1).t(), self.proj.weight.t())
+        return self.residual_dropout(y.view(length, batch, dim))
+
+
 def _attention_with_dropout(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                             causal: bool, p: float) -> torch.Tensor:  # fmt: skip
     """What ``scaled_dot_product_attention`` computes on the CPU with dropout, with :func:`dropout`'s faster
@@ -74,6 +88,11 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, last_only: bool = False) -> torch.Tensor:
         x = (x[:, -1:] if last_only else x) + self.attn(self.ln1(x), mask, last_only)
+        return x + self.mlp(self.ln2(x))
+
+    def forward_sequence_first(self, x: torch.Tensor, blocked: torch.Tensor | None) -> torch.Tensor:
+        """The block over a short window ``x`` ``[L, B, D]`` on the CPU (see :mod:`.short_attention`)."""
+        x = x + self.attn.forward_sequence_first(self.ln1(x), blocked)
         return x + self.mlp(self.ln2(x))
 
 
@@ -132,10 +151,16 @@ class MovieTower(nn.Module):
         it alone (inference)."""
         length = items.shape[1]
         context = self.positions.num_embeddings
-        positions = torch.arange(context - length, context, device=items.device)
-        tokens = self.tokens(items, self.id_dropout if self.training else 0.0)
-        x = self.dropout(tokens + self.positions(positions))
+        positions = self.positions(torch.arange(context - length, context, device=items.device))
+        id_dropout = self.id_dropout if self.training else 0.0
         is_pad = items == self.pad_token
+        if items.device.type == "cpu" and length <= SHORT_WINDOW and not last_only:
+            x = self.dropout(self.tokens(items.t(), id_dropout) + positions[:, None])  # [L, B, D]
+            blocked = blocked_keys(is_pad, self.causal)
+            for block in self.blocks:
+                x = cast(Block, block).forward_sequence_first(x, blocked)
+            return self.ln_f(x).transpose(0, 1)
+        x = self.dropout(self.tokens(items, id_dropout) + positions)
         mask = _causal_padding_mask(is_pad) if self.causal else _padding_mask(is_pad)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only and i == len(self.blocks) - 1)

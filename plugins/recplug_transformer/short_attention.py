@@ -1,0 +1,79 @@
+"""Self-attention over short windows on the CPU, with the batch as the innermost dimension.
+
+With a window of a few items (the seed's five), attention is thousands of tiny matrix products: torch's batched
+matrix product pays per matrix, its softmax per row of five, and moving the heads out of the way costs copies of
+5-dimensional tensors with 8-float rows. Here the tower keeps its activations sequence-first, ``[L, B, D]``, so
+the fused projection ``W x^T`` comes out as queries, keys and values laid out ``[heads, head_dim, L, B]`` with no
+copy. Every product over the head dimension or the window is then a broadcast multiply and a sum whose innermost
+dimension is the batch, each vectorised over a whole tensor, the softmax is a handful of whole-tensor
+operations, and the output ``[D, L, B]`` goes into the output projection as it is. The backward pass is written
+out, so autograd records one node instead of a dozen.
+
+The same function as ``scaled_dot_product_attention`` with dropout on the attention weights (to float rounding;
+``tests/test_short_attention.py``). The broadcast products hold ``L`` times the queries' size, so this pays for
+short windows only: :data:`SHORT_WINDOW`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .dropout import keep_mask
+
+SHORT_WINDOW = 16
+"""The longest window the sequence-first path serves on the CPU; longer ones use torch's attention."""
+
+
+def blocked_keys(is_pad: torch.Tensor, causal: bool) -> torch.Tensor | None:
+    """Which keys each query may not see, ``[query, key, B]`` (or ``[query, key, 1]``), from the padding
+    ``is_pad`` ``[B, L]``: padding keys (a query always sees itself) and, when ``causal``, later ones. None:
+    every query sees every key."""
+    length = is_pad.shape[1]
+    later = torch.ones(length, length, dtype=torch.bool, device=is_pad.device).triu(1)
+    if not bool(is_pad.any()):
+        return later[:, :, None] if causal else None
+    itself = torch.eye(length, dtype=torch.bool, device=is_pad.device)
+    blocked = is_pad.t()[None, :, :] & ~itself[:, :, None]  # [query, key, B]
+    return blocked | later[:, :, None] if causal else blocked
+
+
+def short_window_attention(qkv: torch.Tensor, blocked: torch.Tensor | None, dropout_p: float) -> torch.Tensor:
+    """Attention output ``[H, d, L, B]`` from queries, keys and values ``qkv`` ``[3, H, d, L, B]``; ``blocked``
+    from :func:`blocked_keys`; ``dropout_p``: dropout on the attention weights."""
+    _, heads, _, length, batch = qkv.shape
+    keep = keep_mask((heads, length, length, batch), dropout_p, qkv.device) if dropout_p > 0 else None
+    return _ShortWindowAttention.apply(qkv.float(), blocked, keep)  # float32 under autocast too, as its softmax
+
+
+class _ShortWindowAttention(torch.autograd.Function):
+    """softmax(q k^T / sqrt(d), blocked keys left out) times the dropout mask ``keep``, times v."""
+
+    @staticmethod
+    def forward(ctx: Any, qkv: torch.Tensor, blocked: torch.Tensor | None, keep: torch.Tensor | None) -> torch.Tensor:
+        q, k, v = qkv  # [H, d, L, B] each
+        scale = q.shape[1] ** -0.5
+        scores = (q[:, :, :, None] * k[:, :, None]).sum(1).mul_(scale)  # [H, query, key, B]
+        if blocked is not None:
+            scores.masked_fill_(blocked, float("-inf"))
+        scores.sub_(scores.amax(2, keepdim=True)).exp_()
+        weights = scores.div_(scores.sum(2, keepdim=True))
+        dropped = weights * keep if keep is not None else weights
+        ctx.save_for_backward(qkv, weights, dropped, keep)
+        ctx.scale = scale
+        return (dropped[:, None] * v[:, :, None]).sum(3)  # [H, d, query, B]
+
+    @staticmethod
+    def backward(ctx: Any, d_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        qkv, weights, dropped, keep = ctx.saved_tensors
+        q, k, v = qkv
+        d_out = d_out.contiguous()  # the output projection's backward hands it over transposed
+        d_qkv = torch.empty_like(qkv)
+        d_dropped = (d_out[:, :, :, None] * v[:, :, None]).sum(1)  # [H, query, key, B]
+        torch.sum(dropped[:, None] * d_out[:, :, :, None], 2, out=d_qkv[2])  # values
+        d_weights = d_dropped.mul_(keep) if keep is not None else d_dropped
+        d_scores = d_weights.sub_((d_weights * weights).sum(2, keepdim=True)).mul_(weights).mul_(ctx.scale)
+        torch.sum(d_scores[:, None] * k[:, :, None], 3, out=d_qkv[0])  # queries
+        torch.sum(d_scores[:, None] * q[:, :, :, None], 2, out=d_qkv[1])  # keys
+        return d_qkv, None, None
