@@ -1,12 +1,13 @@
-"""The CPU fast path of the transformer's blocks for short windows: attention sequence-first, with a written-out
-backward; the same function, with the same gradients, as torch's."""
+"""The CPU fast paths of the transformer's blocks: short-window attention (sequence-first, written-out backward)
+and the tanh GELU as ``x * sigmoid(2u)``; each the same function, with the same gradients, as torch's."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from recplug_transformer import modules, short_attention
+from recplug_transformer import gelu, modules, short_attention
 from recplug_transformer.modules import CausalSelfAttention, MovieTower, _causal_padding_mask, _padding_mask
 from recplug_transformer.short_attention import _ShortWindowAttention, blocked_keys, short_window_attention
 
@@ -93,6 +94,18 @@ def test_the_tower_gives_the_same_outputs_and_gradients_on_either_path(monkeypat
     assert results[0][0].shape == (9, length, 16)
     for expected, got in zip(results[1], results[0], strict=True):
         torch.testing.assert_close(got, expected)
+
+
+def test_the_tanh_gelu_is_torchs_with_its_gradient() -> None:
+    x = torch.linspace(-12, 12, 2001, requires_grad=True)
+    y = gelu.TanhGELU()(x)
+    y.backward(torch.linspace(1, 2, 2001))
+    x_ = x.detach().clone().requires_grad_()
+    F.gelu(x_, approximate="tanh").backward(torch.linspace(1, 2, 2001))
+    torch.testing.assert_close(y, F.gelu(x_.detach(), approximate="tanh"))
+    torch.testing.assert_close(x.grad, x_.grad)
+    doubles = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gelu._TanhGELU.apply, (doubles,))
 
 
 def test_the_sequence_first_tower_under_cpu_autocast_stays_close_to_float32() -> None:

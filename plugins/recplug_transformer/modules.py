@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dropout import Dropout, dropout
+from .gelu import TanhGELU
 from .short_attention import SHORT_WINDOW, blocked_keys, short_window_attention
 
 
@@ -81,7 +82,7 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = nn.Sequential(
             nn.Linear(dim, 4 * dim),
-            nn.GELU(approximate="tanh" if activation == "gelu_tanh" else "none"),
+            TanhGELU() if activation == "gelu_tanh" else nn.GELU(),
             nn.Linear(4 * dim, dim),
             Dropout(residual_dropout),
         )
