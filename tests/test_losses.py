@@ -30,11 +30,12 @@ def test_sampled_softmax_over_every_item_is_the_full_softmax() -> None:
 
 
 @pytest.mark.parametrize("block_floats", [2**18, 150])  # one block; blocks of 3 rows (the last one short)
-def test_the_fused_softmax_mean_equals_the_full_softmax_and_its_gradients(monkeypatch, block_floats) -> None:
+@pytest.mark.parametrize("n_items", [50, 3883])  # rows shorter than a vector register; ML-1M's catalogue
+def test_the_fused_softmax_mean_equals_the_full_softmax_and_its_gradients(monkeypatch, block_floats, n_items) -> None:
     monkeypatch.setattr(losses, "_BLOCK_FLOATS", block_floats)
     torch.manual_seed(0)
-    weight, features, targets = torch.randn(50, 8), torch.randn(13, 8), torch.randint(50, (13,))
-    rows, items = torch.randint(13, (60,)).sort().values, torch.randint(50, (60,))
+    weight, features, targets = torch.randn(n_items, 8), torch.randn(13, 8), torch.randint(n_items, (13,))
+    rows, items = torch.randint(13, (60,)).sort().values, torch.randint(n_items, (60,))
     keep = items != targets[rows]  # as the model gives them: never a row's own target
     excluded = (rows[keep], items[keep])
     weights = torch.rand(13)
