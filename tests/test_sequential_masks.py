@@ -107,15 +107,17 @@ def test_the_seed_model_ignores_padding_beyond_its_window(data) -> None:
 @pytest.mark.parametrize("path", ["sequence-first", "batch-first"])
 def test_the_checks_catch_a_model_that_peeks(data, monkeypatch, path: str) -> None:
     """The causal check fails for a tower whose attention sees every position, on either attention path (windows
-    up to SHORT_WINDOW run sequence-first on the CPU)."""
+    of a few items with narrow heads run sequence-first on the CPU)."""
     model = MODELS["all positions, tied"](data)
     model.module.eval()
     import recplug_transformer.modules as modules
+    from recplug_transformer import short_attention
 
     if path == "sequence-first":
+        assert short_attention.serves(6, model.module.movies.head_dim, torch.device("cpu"))
         monkeypatch.setattr(modules, "blocked_keys", lambda is_pad, causal: None)
     else:
-        monkeypatch.setattr(modules, "SHORT_WINDOW", 0)
+        monkeypatch.setattr(short_attention, "SHORT_WINDOW", 0)
         monkeypatch.setattr(modules, "_causal_padding_mask",
                             lambda is_pad: torch.ones(is_pad.shape[1], is_pad.shape[1], dtype=torch.bool))  # fmt: skip
     items = torch.randint(0, data.n_items, (2, 6))

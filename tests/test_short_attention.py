@@ -75,7 +75,7 @@ def test_attention_dropout_multiplies_the_weights_by_the_mask() -> None:
 
 @pytest.mark.parametrize("causal", [True, False])
 def test_the_tower_gives_the_same_outputs_and_gradients_on_either_path(monkeypatch, causal: bool) -> None:
-    """Windows up to SHORT_WINDOW run sequence-first on the CPU; the outputs and every gradient are those of the
+    """Short windows with narrow heads run sequence-first on the CPU; the outputs and every gradient are those of the
     batch-first path (dropout off: its draws differ between the layouts)."""
     torch.manual_seed(3)
     n_items, length = 30, 7
@@ -86,7 +86,7 @@ def test_the_tower_gives_the_same_outputs_and_gradients_on_either_path(monkeypat
     items[_padding(9, length)] = n_items
     results = []
     for window in (short_attention.SHORT_WINDOW, 0):  # the sequence-first path, then the batch-first one
-        monkeypatch.setattr(modules, "SHORT_WINDOW", window)
+        monkeypatch.setattr(short_attention, "SHORT_WINDOW", window)
         tower.zero_grad()
         out = tower(items)
         (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()

@@ -8,9 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import short_attention
 from .dropout import Dropout, dropout
 from .gelu import TanhGELU
-from .short_attention import SHORT_WINDOW, blocked_keys, short_window_attention
+from .short_attention import blocked_keys, short_window_attention
 
 
 class CausalSelfAttention(nn.Module):
@@ -144,6 +145,7 @@ class MovieTower(nn.Module):
             Block(dim, heads, attention_dropout, residual_dropout, eps, causal, activation) for _ in range(layers)
         )
         self.ln_f = nn.LayerNorm(dim, eps=eps)
+        self.head_dim = dim // heads
 
     def forward(self, items: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """Outputs ``[B, L, D]`` for windows ``[B, L]`` of the last ``L <= context`` positions: a window may drop
@@ -155,7 +157,7 @@ class MovieTower(nn.Module):
         positions = self.positions(torch.arange(context - length, context, device=items.device))
         id_dropout = self.id_dropout if self.training else 0.0
         is_pad = items == self.pad_token
-        if items.device.type == "cpu" and length <= SHORT_WINDOW and not last_only:
+        if self.blocks and short_attention.serves(length, self.head_dim, items.device) and not last_only:
             x = self.dropout(self.tokens(items.t(), id_dropout) + positions[:, None])  # [L, B, D]
             blocked = blocked_keys(is_pad, self.causal)
             for block in self.blocks:
