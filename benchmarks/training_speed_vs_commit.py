@@ -6,7 +6,8 @@ The other commit is checked out in a temporary git worktree; each measurement is
 whose imports come from one tree or the other (``PYTHONPATH``), alternating between the trees round by round so
 that both see the same machine. The configurations of ``training_probe.py`` (the seed's
 and the leave-one-out one by default; ``--configs`` adds ``leave-one-out-wide``), each run one epoch of ``--steps`` steps; printed: every run, the median per tree and
-configuration, and their ratio.
+configuration, their ratio, and the median of each round's ratio (the two runs of a round are
+back to back: a machine whose speed drifts between runs moves both).
 Run it with nothing else heavy on the machine.
 """
 
@@ -56,7 +57,9 @@ def main() -> None:
     print(f"\nmedians (base {args.base}, this {rev.strip()}{' + changes' if _dirty() else ''}):")
     for config in configs:
         before, after = statistics.median(rates["base", config]), statistics.median(rates["this", config])
-        print(f"  {config:<18} {before:8.0f} -> {after:8.0f} samples/s  ({after / before:.2f}x)")
+        paired = statistics.median(a / b for a, b in zip(rates["this", config], rates["base", config], strict=True))
+        print(f"  {config:<18} {before:8.0f} -> {after:8.0f} samples/s  ({after / before:.2f}x; "
+              f"median of the rounds' ratios {paired:.2f}x)")
 
 
 def _dirty() -> bool:
