@@ -46,7 +46,6 @@ class CausalSelfAttention(nn.Module):
             )  # fmt: skip
         return self.residual_dropout(self.proj(y.transpose(1, 2).reshape(batch, q.shape[2], dim)))
 
-
     def forward_sequence_first(self, x: torch.Tensor, blocked: torch.Tensor | None) -> torch.Tensor:
         """Attention output ``[L, B, D]`` of a short window ``x`` ``[L, B, D]`` on the CPU (see
         :mod:`.short_attention`); ``blocked`` from :func:`~.short_attention.blocked_keys`."""
@@ -151,7 +150,8 @@ class MovieTower(nn.Module):
         """Outputs ``[B, L, D]`` for windows ``[B, L]`` of the last ``L <= context`` positions: a window may drop
         left padding that no row needs, and positions stay counted from the right, so the outputs of the items
         are unchanged. ``last_only``: the last position's output ``[B, 1, D]``, with the last block computed for
-        it alone (inference)."""
+        it alone (inference). On the CPU, short windows with narrow heads run sequence-first (see
+        :mod:`.short_attention`): the same outputs."""
         length = items.shape[1]
         context = self.positions.num_embeddings
         positions = self.positions(torch.arange(context - length, context, device=items.device))
