@@ -115,7 +115,7 @@ def test_the_checks_catch_a_model_that_peeks(data, monkeypatch, path: str) -> No
 
     if path == "sequence-first":
         assert short_attention.serves(6, model.module.movies.head_dim, torch.device("cpu"))
-        monkeypatch.setattr(modules, "blocked_keys", lambda is_pad, causal: None)
+        monkeypatch.setattr(modules, "blocked_keys", lambda *mask_and_shape: None)
     else:
         monkeypatch.setattr(short_attention, "SHORT_WINDOW", 0)
         monkeypatch.setattr(modules, "_causal_padding_mask",

@@ -25,6 +25,15 @@ def _case(kind: str, batch: int = 6, length: int = 5) -> tuple[torch.Tensor, boo
     return is_pad, kind.startswith("causal")
 
 
+def _mask(is_pad: torch.Tensor, causal: bool) -> torch.Tensor | None:
+    """The batch-first mask of the tower: ``[B, 1, L, L]``, True where a query may see a key."""
+    return _causal_padding_mask(is_pad) if causal else _padding_mask(is_pad)
+
+
+def _blocked(is_pad: torch.Tensor, causal: bool) -> torch.Tensor | None:
+    return blocked_keys(_mask(is_pad, causal), causal, is_pad.shape[1], is_pad.device)
+
+
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("with_dropout", [False, True])
 def test_the_written_out_backward_is_the_gradient(kind: str, with_dropout: bool) -> None:
@@ -33,7 +42,7 @@ def test_the_written_out_backward_is_the_gradient(kind: str, with_dropout: bool)
     is_pad, causal = _case(kind, batch, length)
     qkv = torch.randn(3, heads, head_dim, length, batch, dtype=torch.float64, requires_grad=True)
     keep = (torch.rand(heads, length, length, batch, dtype=torch.float64) > 0.3) / 0.7 if with_dropout else None
-    blocked = blocked_keys(is_pad, causal)
+    blocked = _blocked(is_pad, causal)
     assert torch.autograd.gradcheck(lambda x: _ShortWindowAttention.apply(x, blocked, keep), (qkv,))
 
 
@@ -44,10 +53,10 @@ def test_sequence_first_attention_equals_torchs_with_its_gradients(kind: str) ->
     is_pad, causal = _case(kind, batch, length)
     layer = CausalSelfAttention(dim, heads=2, attention_dropout=0.0, residual_dropout=0.0, causal=causal)
     x = torch.randn(batch, length, dim)
-    mask = _causal_padding_mask(is_pad) if causal else _padding_mask(is_pad)
+    mask = _mask(is_pad, causal)
     results = []
     for run in (lambda x: layer(x, mask), lambda x: layer.forward_sequence_first(x.transpose(0, 1).contiguous(),
-                                                                                 blocked_keys(is_pad, causal)).transpose(0, 1)):  # fmt: skip
+                                                                                 _blocked(is_pad, causal)).transpose(0, 1)):  # fmt: skip
         layer.zero_grad()
         x_ = x.clone().requires_grad_()
         y = run(x_)
@@ -62,9 +71,9 @@ def test_attention_dropout_multiplies_the_weights_by_the_mask() -> None:
     heads, head_dim, length, batch = 2, 4, 5, 3
     qkv = torch.randn(3, heads, head_dim, length, batch)
     torch.manual_seed(5)
-    dropped = short_window_attention(qkv, blocked_keys(torch.zeros(batch, length, dtype=torch.bool), True), 0.5)
+    dropped = short_window_attention(qkv, _blocked(torch.zeros(batch, length, dtype=torch.bool), True), 0.5)
     torch.manual_seed(5)
-    keep = short_attention.keep_mask((heads, length, length, batch), 0.5, qkv.device)  # the same draw
+    keep = short_attention.keep_mask((heads, length, length, batch), 0.5)  # the same draw
     q, k, v = (t.permute(3, 0, 2, 1) for t in qkv)  # [B, H, L, d]
     weights = torch.softmax((q @ k.transpose(-1, -2) * head_dim**-0.5).masked_fill(
         torch.ones(length, length, dtype=torch.bool).triu(1), float("-inf")), -1)  # fmt: skip

@@ -25,14 +25,12 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, True)
-    return x * keep_mask(x.shape, p, x.device)
+    return x * keep_mask(x.shape, p)
 
 
-def keep_mask(shape: tuple[int, ...], p: float, device: torch.device) -> torch.Tensor:
-    """A float dropout mask of ``shape``: 0 where an element is dropped (probability ``p``), ``1 / (1 - p)``
-    where it is kept. On the CPU drawn by numpy from a seed that torch's generator gives."""
-    if device.type != "cpu":
-        return F.dropout(torch.ones(shape, device=device), p, True)
+def keep_mask(shape: tuple[int, ...], p: float) -> torch.Tensor:
+    """A float dropout mask of ``shape`` on the CPU: 0 where an element is dropped (probability ``p``),
+    ``1 / (1 - p)`` where it is kept; drawn by numpy from a seed that torch's generator gives."""
     dropped = min(round(p * LEVELS), LEVELS - 1)  # p just below 1 still keeps 1 in LEVELS (and no division by 0)
     seed = int(torch.randint(2**62, (1,)).item())
     n = math.prod(shape)

@@ -157,14 +157,14 @@ class MovieTower(nn.Module):
         positions = self.positions(torch.arange(context - length, context, device=items.device))
         id_dropout = self.id_dropout if self.training else 0.0
         is_pad = items == self.pad_token
+        mask = _causal_padding_mask(is_pad) if self.causal else _padding_mask(is_pad)
         if self.blocks and short_attention.serves(length, self.head_dim, items.device) and not last_only:
             x = self.dropout(self.tokens(items.t(), id_dropout) + positions[:, None])  # [L, B, D]
-            blocked = blocked_keys(is_pad, self.causal)
+            blocked = blocked_keys(mask, self.causal, length, items.device)
             for block in self.blocks:
                 x = cast(Block, block).forward_sequence_first(x, blocked)
             return self.ln_f(x).transpose(0, 1)
         x = self.dropout(self.tokens(items, id_dropout) + positions)
-        mask = _causal_padding_mask(is_pad) if self.causal else _padding_mask(is_pad)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only and i == len(self.blocks) - 1)
         return self.ln_f(x)

@@ -35,24 +35,23 @@ def serves(length: int, head_dim: int, device: torch.device) -> bool:
     return device.type == "cpu" and length <= SHORT_WINDOW and head_dim <= SHORT_HEAD_DIM
 
 
-def blocked_keys(is_pad: torch.Tensor, causal: bool) -> torch.Tensor | None:
-    """Which keys each query may not see, ``[query, key, B]`` (or ``[query, key, 1]``), from the padding
-    ``is_pad`` ``[B, L]``: padding keys (a query always sees itself) and, when ``causal``, later ones. None:
-    every query sees every key."""
-    length = is_pad.shape[1]
-    later = torch.ones(length, length, dtype=torch.bool, device=is_pad.device).triu(1)
-    if not bool(is_pad.any()):
-        return later[:, :, None] if causal else None
-    itself = torch.eye(length, dtype=torch.bool, device=is_pad.device)
-    blocked = is_pad.t()[None, :, :] & ~itself[:, :, None]  # [query, key, B]
-    return blocked | later[:, :, None] if causal else blocked
+def blocked_keys(allowed: torch.Tensor | None, causal: bool, length: int,
+                 device: torch.device) -> torch.Tensor | None:  # fmt: skip
+    """Which keys each query may not see, ``[query, key, B]`` (or ``[query, key, 1]``), from the batch-first
+    mask ``allowed`` ``[B, 1, L, L]`` (None: no padding, so every key, or every earlier one when ``causal``).
+    None: every query sees every key."""
+    if allowed is not None:
+        return ~allowed[:, 0].permute(1, 2, 0)
+    if causal:
+        return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)[:, :, None]
+    return None
 
 
 def short_window_attention(qkv: torch.Tensor, blocked: torch.Tensor | None, dropout_p: float) -> torch.Tensor:
     """Attention output ``[H, d, L, B]`` from queries, keys and values ``qkv`` ``[3, H, d, L, B]``; ``blocked``
     from :func:`blocked_keys`; ``dropout_p``: dropout on the attention weights."""
     _, heads, _, length, batch = qkv.shape
-    keep = keep_mask((heads, length, length, batch), dropout_p, qkv.device) if dropout_p > 0 else None
+    keep = keep_mask((heads, length, length, batch), dropout_p) if dropout_p > 0 else None
     return _ShortWindowAttention.apply(qkv.float(), blocked, keep)  # float32 under autocast too, as its softmax
 
 
