@@ -93,3 +93,15 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     base = tmp_path_factory.mktemp("user-dirs")
     monkeypatch.setenv("RECPLUG_REGISTRY", str(base / "registry"))
     monkeypatch.setenv("RECPLUG_CACHE_DIR", str(base / "cache"))
+
+
+@pytest.fixture(params=["compiled", "tensor operations"])
+def cpu_kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs a test twice: with the transformer's compiled CPU loops (numba, ``recplug[fast]``), and with the
+    torch and numpy operations they replace when numba is absent."""
+    from recplug_transformer import cpu_kernels as kernels
+
+    if request.param == "compiled" and not kernels.AVAILABLE:
+        skip_or_fail("numba is not installed (pip install 'recplug[fast]')")
+    monkeypatch.setattr(kernels, "AVAILABLE", request.param == "compiled")
+    return str(request.param)

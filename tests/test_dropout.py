@@ -1,4 +1,5 @@
-"""The transformer plugin's CPU dropout (numpy masks) and attention with dropout: the same operations as torch's."""
+"""The transformer plugin's CPU dropout (SplitMix64 masks, compiled or with numpy) and attention with dropout: the
+same operations as torch's."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from recplug_transformer.dropout import Dropout, dropout
+from recplug_transformer import cpu_kernels
+from recplug_transformer.dropout import Dropout, dropout, keep_mask
 from recplug_transformer.modules import _attention_with_dropout
 
 
+@pytest.mark.usefixtures("cpu_kernels")
 @pytest.mark.parametrize("p", [0.1, 0.2, 0.5])
 def test_dropout_zeroes_a_share_p_and_keeps_the_mean(p: float) -> None:
     x = torch.ones(400_000, requires_grad=True)
@@ -27,6 +30,7 @@ def test_dropout_just_below_one_stays_finite() -> None:
     assert torch.isfinite(y).all() and 0 < int((y > 0).sum()) < 50
 
 
+@pytest.mark.usefixtures("cpu_kernels")
 def test_dropout_masks_follow_torch_seed_and_vary_between_calls() -> None:
     x = torch.randn(10_000)
     torch.manual_seed(3)
@@ -34,6 +38,28 @@ def test_dropout_masks_follow_torch_seed_and_vary_between_calls() -> None:
     torch.manual_seed(3)
     assert torch.equal(dropout(x, 0.3, True), first)
     assert not torch.equal(first, second)
+
+
+@pytest.mark.parametrize("shape", [(5, 512, 32), (4, 5, 5, 512), (7,), (3, 1), (0,)])
+def test_compiled_masks_are_the_numpy_masks_bit_for_bit(monkeypatch: pytest.MonkeyPatch,
+                                                        shape: tuple[int, ...]) -> None:  # fmt: skip
+    """Installing numba (``recplug[fast]``) changes no mask: a fixed seed trains the same either way."""
+    if not cpu_kernels.AVAILABLE:
+        pytest.skip("numba is not installed: there is one kind of mask")
+    masks = []
+    for compiled in (True, False):
+        monkeypatch.setattr(cpu_kernels, "AVAILABLE", compiled)
+        torch.manual_seed(11)
+        masks.append(keep_mask(shape, 0.2))
+    assert masks[0].shape == shape and masks[0].dtype == torch.float32
+    assert torch.equal(masks[0], masks[1])
+
+
+def test_splitmix64_gives_its_published_outputs() -> None:
+    """The first outputs of SplitMix64 seeded with 1234567 (the reference implementation's test vector)."""
+    expected = [6457827717110365317, 3203168211198807973, 9817491932198370423, 4593380528125082431,
+                16408922859458223821]  # fmt: skip
+    assert cpu_kernels.splitmix64_words(1234567, 5).tolist() == expected
 
 
 def test_dropout_is_the_identity_when_evaluating_or_at_zero() -> None:

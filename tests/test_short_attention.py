@@ -1,5 +1,6 @@
-"""The CPU fast paths of the transformer's blocks: short-window attention (sequence-first, written-out backward)
-and the tanh GELU as ``x * sigmoid(2u)``; each the same function, with the same gradients, as torch's."""
+"""The CPU fast paths of the transformer's blocks: short-window attention (sequence-first, written-out backward;
+as tensor operations and as compiled loops) and the tanh GELU as ``x * sigmoid(2u)``; each the same function,
+with the same gradients, as torch's."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from recplug_transformer.modules import CausalSelfAttention, MovieTower, _causal
 from recplug_transformer.short_attention import _ShortWindowAttention, blocked_keys, short_window_attention
 
 KINDS = ["causal", "causal_padded", "bidirectional", "bidirectional_padded"]
+
+pytestmark = pytest.mark.usefixtures("cpu_kernels")  # every test on the compiled loops and on tensor operations
 
 
 def _padding(batch: int, length: int) -> torch.Tensor:

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
+from . import cpu_kernels as kernels
 from .dropout import keep_mask
 
 SHORT_WINDOW = 12
@@ -60,8 +62,11 @@ class _ShortWindowAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, qkv: torch.Tensor, blocked: torch.Tensor | None, keep: torch.Tensor | None) -> torch.Tensor:
+        scale = qkv.shape[2] ** -0.5
+        ctx.scale = scale
+        if kernels.AVAILABLE:
+            return _compiled_forward(ctx, qkv, blocked, keep, scale)
         q, k, v = qkv  # [H, d, L, B] each
-        scale = q.shape[1] ** -0.5
         scores = (q[:, :, :, None] * k[:, :, None]).sum(1).mul_(scale)  # [H, query, key, B]
         if blocked is not None:
             scores.masked_fill_(blocked, float("-inf"))
@@ -69,15 +74,18 @@ class _ShortWindowAttention(torch.autograd.Function):
         weights = scores.div_(scores.sum(2, keepdim=True))
         dropped = weights * keep if keep is not None else weights
         ctx.save_for_backward(qkv, weights, dropped, keep)
-        ctx.scale = scale
         return (dropped[:, None] * v[:, :, None]).sum(3)  # [H, d, query, B]
 
     @staticmethod
     def backward(ctx: Any, d_out: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         qkv, weights, dropped, keep = ctx.saved_tensors
-        q, k, v = qkv
         d_out = d_out.contiguous()  # the output projection's backward hands it over transposed
         d_qkv = torch.empty_like(qkv)
+        if kernels.AVAILABLE:
+            kernels.attention_backward(_array(qkv), _array(weights), _array(dropped), _array(keep), _array(d_out),
+                                       _array(qkv).dtype.type(ctx.scale), d_qkv.numpy())  # fmt: skip
+            return d_qkv, None, None
+        q, k, v = qkv
         d_dropped = (d_out[:, :, :, None] * v[:, :, None]).sum(1)  # [H, query, key, B]
         torch.sum(dropped[:, None] * d_out[:, :, :, None], 2, out=d_qkv[2])  # values
         d_weights = d_dropped.mul_(keep) if keep is not None else d_dropped
@@ -85,3 +93,24 @@ class _ShortWindowAttention(torch.autograd.Function):
         torch.sum(d_scores[:, None] * k[:, :, None], 3, out=d_qkv[0])  # queries
         torch.sum(d_scores[:, None] * q[:, :, :, None], 2, out=d_qkv[1])  # keys
         return d_qkv, None, None
+
+
+def _compiled_forward(ctx: Any, qkv: torch.Tensor, blocked: torch.Tensor | None, keep: torch.Tensor | None,
+                      scale: float) -> torch.Tensor:  # fmt: skip
+    """:meth:`_ShortWindowAttention.forward` by :func:`.cpu_kernels.attention_forward`."""
+    heads, head_dim, length, batch = qkv.shape[1:]
+    qkv = qkv.contiguous()
+    if blocked is None:
+        blocked = torch.zeros(length, length, 1, dtype=torch.bool)
+    weights = qkv.new_empty(heads, length, length, batch)
+    dropped = torch.empty_like(weights) if keep is not None else weights
+    out = qkv.new_empty(heads, head_dim, length, batch)
+    kernels.attention_forward(_array(qkv), _array(blocked.contiguous()), _array(keep), _array(qkv).dtype.type(scale),
+                              weights.numpy(), dropped.numpy(), out.numpy())  # fmt: skip
+    ctx.save_for_backward(qkv, weights, dropped, keep)
+    return out
+
+
+def _array(tensor: torch.Tensor | None) -> np.ndarray:
+    """A view of ``tensor`` for the kernels (an empty array for no dropout mask)."""
+    return tensor.detach().numpy() if tensor is not None else np.empty((0, 0, 0, 0), np.float32)
