@@ -101,7 +101,7 @@ def cpu_kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     torch and numpy operations they replace when numba is absent."""
     from recplug_transformer import cpu_kernels as kernels
 
-    if request.param == "compiled" and not kernels.AVAILABLE:
+    if request.param == "compiled" and not kernels.available():
         skip_or_fail("numba is not installed (pip install 'recplug[fast]')")
-    monkeypatch.setattr(kernels, "AVAILABLE", request.param == "compiled")
+    monkeypatch.setattr(kernels, "available", lambda: request.param == "compiled")
     return str(request.param)

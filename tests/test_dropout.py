@@ -44,11 +44,11 @@ def test_dropout_masks_follow_torch_seed_and_vary_between_calls() -> None:
 def test_compiled_masks_are_the_numpy_masks_bit_for_bit(monkeypatch: pytest.MonkeyPatch,
                                                         shape: tuple[int, ...]) -> None:  # fmt: skip
     """Installing numba (``recplug[fast]``) changes no mask: a fixed seed trains the same either way."""
-    if not cpu_kernels.AVAILABLE:
+    if not cpu_kernels.available():
         pytest.skip("numba is not installed: there is one kind of mask")
     masks = []
     for compiled in (True, False):
-        monkeypatch.setattr(cpu_kernels, "AVAILABLE", compiled)
+        monkeypatch.setattr(cpu_kernels, "available", lambda compiled=compiled: compiled)
         torch.manual_seed(11)
         masks.append(keep_mask(shape, 0.2))
     assert masks[0].shape == shape and masks[0].dtype == torch.float32

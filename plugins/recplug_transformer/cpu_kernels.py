@@ -9,28 +9,46 @@ the same arithmetic, to float rounding (``tests/test_short_attention.py``). The 
 are one loop from the generator's counter to the float mask, bit for bit the masks of its numpy fallback.
 
 Every loop runs on the calling thread: numba's own thread pool would compete with torch's on a small machine.
-:data:`AVAILABLE` says whether numba is installed; without it the callers keep their torch and numpy operations.
+:func:`available` says whether numba is installed; without it the callers keep their torch and numpy operations.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-try:
-    from numba import njit
-except ImportError:  # the extra is not installed
-    AVAILABLE = False
-else:
-    AVAILABLE = True
-
-__all__ = ["AVAILABLE", "attention_backward", "attention_forward", "fill_keep_mask", "splitmix64_words"]
+__all__ = ["attention_backward", "attention_forward", "available", "fill_keep_mask", "splitmix64_words"]
 
 
-def _compiled(function: Any) -> Any:
-    """``function`` compiled by numba (cached on disk beside this module) when it is installed."""
-    return njit(cache=True, nogil=True, boundscheck=False)(function) if AVAILABLE else function
+@functools.cache
+def available() -> bool:
+    """Whether numba can be imported (once, on first use: importing it takes a third of a second, which a command
+    that trains nothing should not pay)."""
+    try:
+        import numba  # noqa: F401
+    except ImportError:  # the extra is not installed (or does not match this numpy)
+        return False
+    return True
+
+
+def _compiled(function: Callable[..., None]) -> Callable[..., None]:
+    """``function``, compiled by numba on its first call (and cached on disk beside this module). Call it only when
+    :func:`available`."""
+    compiled: Callable[..., None] | None = None
+
+    @functools.wraps(function)
+    def run(*args: Any) -> None:
+        nonlocal compiled
+        if compiled is None:
+            from numba import njit
+
+            compiled = njit(cache=True, nogil=True, boundscheck=False)(function)
+        compiled(*args)
+
+    return run
 
 
 @_compiled

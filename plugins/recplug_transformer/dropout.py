@@ -39,7 +39,7 @@ def keep_mask(shape: tuple[int, ...], p: float) -> torch.Tensor:
     seed = int(torch.randint(2**62, (1,)).item())
     scale = LEVELS / (LEVELS - dropped)
     n = math.prod(shape)
-    if cpu_kernels.AVAILABLE:
+    if cpu_kernels.available():
         mask = torch.empty(shape)
         cpu_kernels.fill_keep_mask(np.uint64(seed), np.uint16(dropped), np.float32(scale), mask.view(-1).numpy())
         return mask

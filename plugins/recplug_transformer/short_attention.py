@@ -64,7 +64,7 @@ class _ShortWindowAttention(torch.autograd.Function):
     def forward(ctx: Any, qkv: torch.Tensor, blocked: torch.Tensor | None, keep: torch.Tensor | None) -> torch.Tensor:
         scale = qkv.shape[2] ** -0.5
         ctx.scale = scale
-        if kernels.AVAILABLE:
+        if kernels.available():
             return _compiled_forward(ctx, qkv, blocked, keep, scale)
         q, k, v = qkv  # [H, d, L, B] each
         scores = (q[:, :, :, None] * k[:, :, None]).sum(1).mul_(scale)  # [H, query, key, B]
@@ -81,7 +81,7 @@ class _ShortWindowAttention(torch.autograd.Function):
         qkv, weights, dropped, keep = ctx.saved_tensors
         d_out = d_out.contiguous()  # the output projection's backward hands it over transposed
         d_qkv = torch.empty_like(qkv)
-        if kernels.AVAILABLE:
+        if kernels.available():
             kernels.attention_backward(_array(qkv), _array(weights), _array(dropped), _array(keep), _array(d_out),
                                        _array(qkv).dtype.type(ctx.scale), d_qkv.numpy())  # fmt: skip
             return d_qkv, None, None
