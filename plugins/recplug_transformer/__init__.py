@@ -27,7 +27,7 @@ from recplug.api import (
     hookimpl,
 )
 
-from . import losses
+from . import cpu_kernels, losses
 from .bert4rec import BERT4Rec, BERT4RecOptions
 from .gru4rec import GRU4Rec, GRU4RecOptions
 from .modules import UserTowerTransformer
@@ -181,6 +181,8 @@ class Transformer(Model):
 
     def training_examples(self, train: TrainView) -> ExampleSource:
         self._log_q = _log_target_frequency(train, self.n_items).to(self.device)
+        if self.device.type == "cpu":
+            cpu_kernels.prepare()  # before the first step, not in it
         if self.options.objective == "all_positions":
             return SequenceChunks(train, self.options.context_length, shift=self.options.shifted_chunks)
         return WindowExamples(train.data, train.target_positions, self.options.context_length)

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["attention_backward", "attention_forward", "available", "fill_keep_mask", "splitmix64_words"]
+__all__ = ["attention_backward", "attention_forward", "available", "fill_keep_mask", "prepare", "splitmix64_words"]
 
 
 @functools.cache
@@ -32,6 +32,19 @@ def available() -> bool:
     except ImportError:  # the extra is not installed (or does not match this numpy)
         return False
     return True
+
+
+def prepare() -> None:
+    """Compiles every loop now (or loads it from the disk cache: about half a second, most of it numba's own
+    start), when numba is installed, so that the first training step does not pay for it."""
+    if not available():
+        return
+    single = np.ones((3, 1, 1, 1, 1), np.float32)  # one head of width 1, a window of 1, a batch of 1
+    weights, out, d_qkv = np.empty((1, 1, 1, 1), np.float32), np.empty((1, 1, 1, 1), np.float32), single.copy()
+    keep = np.ones((1, 1, 1, 1), np.float32)
+    attention_forward(single, np.zeros((1, 1, 1), np.bool_), keep, np.float32(1), weights, weights.copy(), out)
+    attention_backward(single, weights, weights, keep, out, np.float32(1), d_qkv)
+    fill_keep_mask(np.uint64(0), np.uint16(1), np.float32(1), np.empty(4, np.float32))
 
 
 def _compiled(function: Callable[..., None]) -> Callable[..., None]:
