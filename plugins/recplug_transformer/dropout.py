@@ -34,7 +34,8 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 def keep_mask(shape: tuple[int, ...], p: float) -> torch.Tensor:
     """A float dropout mask of ``shape`` on the CPU: 0 where an element is dropped (probability ``p``),
-    ``1 / (1 - p)`` where it is kept; drawn by numpy from a seed that torch's generator gives."""
+    ``1 / (1 - p)`` where it is kept; drawn by SplitMix64 (compiled, or with numpy) from a seed that torch's
+    generator gives."""
     dropped = min(round(p * LEVELS), LEVELS - 1)  # p just below 1 still keeps 1 in LEVELS (and no division by 0)
     seed = int(torch.randint(2**62, (1,)).item())
     scale = LEVELS / (LEVELS - dropped)
