@@ -95,13 +95,23 @@ def isolated_user_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     monkeypatch.setenv("RECPLUG_CACHE_DIR", str(base / "cache"))
 
 
+@pytest.fixture
+def numba_loops() -> None:
+    """The transformer's compiled CPU loops (numba, ``recplug[fast]``), compiled; skips without numba (fails in CI)."""
+    from recplug_transformer import cpu_kernels as kernels
+
+    if not kernels.available():
+        skip_or_fail("numba is not installed (pip install 'recplug[fast]')")
+    kernels.prepare()
+
+
 @pytest.fixture(params=["compiled", "tensor operations"])
 def cpu_kernels(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Runs a test twice: with the transformer's compiled CPU loops (numba, ``recplug[fast]``), and with the
     torch and numpy operations they replace when numba is absent."""
     from recplug_transformer import cpu_kernels as kernels
 
-    if request.param == "compiled" and not kernels.available():
-        skip_or_fail("numba is not installed (pip install 'recplug[fast]')")
+    if request.param == "compiled":
+        request.getfixturevalue("numba_loops")
     monkeypatch.setattr(kernels, "available", lambda: request.param == "compiled")
     return str(request.param)
