@@ -78,3 +78,15 @@ def test_attention_without_dropout_equals_scaled_dot_product_attention(kind: str
     ours = _attention_with_dropout(q, k, v, mask, causal=kind == "causal", p=0.0)
     theirs = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=kind == "causal")
     torch.testing.assert_close(ours, theirs)
+
+
+def test_training_on_the_cpu_without_numba_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    monkeypatch.setattr(cpu_kernels, "available", lambda: False)
+    cpu_kernels.prepare.cache_clear()
+    with caplog.at_level("INFO", logger="recplug"):
+        cpu_kernels.prepare()
+        cpu_kernels.prepare()  # once a process
+    cpu_kernels.prepare.cache_clear()
+    hints = [r.getMessage() for r in caplog.records if "recplug[fast]" in r.getMessage()]
+    assert len(hints) == 1 and "pip install 'recplug[fast]'" in hints[0]

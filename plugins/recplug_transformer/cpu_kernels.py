@@ -15,6 +15,7 @@ Every loop runs on the calling thread: numba's own thread pool would compete wit
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -34,10 +35,14 @@ def available() -> bool:
     return True
 
 
+@functools.cache
 def prepare() -> None:
     """Compiles every loop now (or loads it from the disk cache: about half a second, most of it numba's own
-    start), when numba is installed, so that the first training step does not pay for it."""
+    start), when numba is installed, so that the first training step does not pay for it; without numba, says
+    once how to install it."""
     if not available():
+        logging.getLogger("recplug").info("training on the CPU without numba: pip install 'recplug[fast]' for "
+                                          "compiled attention and dropout loops (faster steps, the same results)")  # fmt: skip
         return
     single = np.ones((3, 1, 1, 1, 1), np.float32)  # one head of width 1, a window of 1, a batch of 1
     weights, out, d_qkv = np.empty((1, 1, 1, 1), np.float32), np.empty((1, 1, 1, 1), np.float32), single.copy()
