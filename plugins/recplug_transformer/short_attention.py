@@ -32,7 +32,8 @@ SHORT_WINDOW = 12
 SHORT_HEAD_DIM = 8
 """The widest head it serves: wider heads make torch's batched products efficient enough. Both limits measured:
 training a 2-block tower alternately on either path (2-core AMD EPYC), heads of 8 gained 1.04-1.30x at windows of
-5-12 and lost at 16 and beyond (0.89x at 16, 0.68x at 32); heads of 16 or 32 were level at 5 and lost beyond."""
+5-12 and lost at 16 and beyond (0.89x at 16, 0.68x at 32); heads of 16 or 32 were level at 5 and lost beyond.
+(Swept with the tensor operations; the compiled loops of ``recplug[fast]`` have not been swept.)"""
 
 
 def serves(length: int, head_dim: int, device: torch.device) -> bool:
