@@ -40,12 +40,11 @@ def test_dropout_masks_follow_torch_seed_and_vary_between_calls() -> None:
     assert not torch.equal(first, second)
 
 
+@pytest.mark.usefixtures("numba_loops")
 @pytest.mark.parametrize("shape", [(5, 512, 32), (4, 5, 5, 512), (7,), (3, 1), (0,)])
 def test_compiled_masks_are_the_numpy_masks_bit_for_bit(monkeypatch: pytest.MonkeyPatch,
                                                         shape: tuple[int, ...]) -> None:  # fmt: skip
     """Installing numba (``recplug[fast]``) changes no mask: a fixed seed trains the same either way."""
-    if not cpu_kernels.available():
-        pytest.skip("numba is not installed: there is one kind of mask")
     masks = []
     for compiled in (True, False):
         monkeypatch.setattr(cpu_kernels, "available", lambda compiled=compiled: compiled)
