@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from recplug.api import Interactions, Model, SequenceChunks, TrainView
 
+from . import cpu_kernels
 from .modules import MaskedItemModel
 
 _dropout = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
@@ -59,6 +60,8 @@ class BERT4Rec(Model):
         return MaskedItemModel(data.n_items, o.max_length, o.hidden_units, o.num_blocks, o.num_heads, o.dropout, 1e-12)
 
     def training_examples(self, train: TrainView) -> SequenceChunks:
+        if self.device.type == "cpu":
+            cpu_kernels.prepare()  # its dropout masks, before the first step
         return SequenceChunks(train, self.options.max_length)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

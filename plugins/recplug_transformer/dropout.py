@@ -44,7 +44,7 @@ def keep_mask(shape: tuple[int, ...], p: float) -> torch.Tensor:
         mask = torch.empty(shape)
         cpu_kernels.fill_keep_mask(np.uint64(seed), np.uint16(dropped), np.float32(scale), mask.view(-1).numpy())
         return mask
-    words = cpu_kernels.splitmix64_words(seed, -(-n // 4)).astype("<u8")
+    words = cpu_kernels.splitmix64_words(seed, -(-n // 4)).astype("<u8", copy=False)
     bits = words.view("<u2")[:n]  # 16 uniform bits per element, from the low end of each word
     return torch.from_numpy(bits >= dropped).view(shape).float().mul_(scale)
 

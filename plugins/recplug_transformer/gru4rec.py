@@ -17,7 +17,7 @@ from torch import nn
 
 from recplug.api import Interactions, Model, SequenceChunks, TrainView
 
-from . import losses
+from . import cpu_kernels, losses
 from .dropout import Dropout
 
 _dropout = [attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
@@ -103,6 +103,8 @@ class GRU4Rec(Model):
         return GRU4RecModule(data.n_items, self.options)
 
     def training_examples(self, train: TrainView) -> SequenceChunks:
+        if self.device.type == "cpu":
+            cpu_kernels.prepare()  # its dropout masks, before the first step
         return SequenceChunks(train, self.options.context_length)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:

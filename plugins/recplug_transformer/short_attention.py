@@ -43,11 +43,11 @@ def serves(length: int, head_dim: int, device: torch.device) -> bool:
 
 def blocked_keys(allowed: torch.Tensor | None, causal: bool, length: int,
                  device: torch.device) -> torch.Tensor | None:  # fmt: skip
-    """Which keys each query may not see, ``[query, key, B]`` (or ``[query, key, 1]``), from the batch-first
-    mask ``allowed`` ``[B, 1, L, L]`` (None: no padding, so every key, or every earlier one when ``causal``).
-    None: every query sees every key."""
+    """Which keys each query may not see, ``[query, key, B]`` (or ``[query, key, 1]``), contiguous, from the
+    batch-first mask ``allowed`` ``[B, 1, L, L]`` (None: no padding, so every key, or every earlier one when
+    ``causal``). None: every query sees every key. Made once a batch, for every block."""
     if allowed is not None:
-        return ~allowed[:, 0].permute(1, 2, 0)
+        return (~allowed[:, 0]).permute(1, 2, 0).contiguous()
     if causal:
         return torch.ones(length, length, dtype=torch.bool, device=device).triu(1)[:, :, None]
     return None
@@ -109,7 +109,7 @@ def _compiled_forward(ctx: Any, qkv: torch.Tensor, blocked: torch.Tensor | None,
     weights = qkv.new_empty(heads, length, length, batch)
     dropped = torch.empty_like(weights) if keep is not None else weights
     out = qkv.new_empty(heads, head_dim, length, batch)
-    kernels.attention_forward(_array(qkv), _array(blocked.contiguous()), _array(keep), _array(qkv).dtype.type(scale),
+    kernels.attention_forward(_array(qkv), _array(blocked), _array(keep), _array(qkv).dtype.type(scale),
                               weights.numpy(), dropped.numpy(), out.numpy())  # fmt: skip
     ctx.save_for_backward(qkv, weights, dropped, keep)
     return out
